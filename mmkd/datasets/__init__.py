@@ -1,0 +1,3 @@
+from .digits import UNLABELLED, DigitsDataset
+
+__all__ = ['DigitsDataset', 'UNLABELLED']

@@ -1,0 +1,1 @@
+"""Metrics the task packages lack (filled by later methods, e.g. CLIP retrieval)."""

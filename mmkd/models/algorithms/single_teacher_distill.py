@@ -1,0 +1,138 @@
+"""Distillation from one frozen teacher into one student."""
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from mmkd.registry import MODELS
+from mmkd.utils.checkpoint import load_teacher_weights
+from mmkd.utils.model_builder import build_task_model
+from .base_algorithm import BaseAlgorithm
+from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
+
+_TEACHER_MODES = ('tensor', 'loss', 'predict')
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Make ``module`` a constant: no grad, eval mode (BN/dropout frozen)."""
+    module.eval()
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return module
+
+
+@MODELS.register_module()
+class SingleTeacherDistill(BaseAlgorithm):
+    """Train ``architecture`` (the student) with task losses + distillation losses.
+
+    The teacher is frozen (``requires_grad=False``), always in eval mode, runs under
+    ``torch.no_grad()`` and is deliberately *not* registered as a submodule: it is
+    therefore absent from ``parameters()`` (so from the optimizer and from DDP's
+    gradient buckets) and from ``state_dict()`` (so from every checkpoint; it is
+    rebuilt from ``teacher_ckpt`` when a run resumes). ``.to()``/``.cuda()``/``.half()``
+    still move it, through :meth:`_apply`.
+
+    A training step: teacher forward in ``teacher_forward_mode`` (default
+    ``'tensor'``: backbone/neck/head outputs, no teacher loss or post-processing)
+    while the distiller's teacher recorders capture; student forward in ``'loss'``
+    mode while the student recorders capture; then the distiller maps recorded
+    tensors through connectors into losses, logged as ``distill.<name>`` next to the
+    student's own losses (which keep their task names).
+
+    Args:
+        distiller (dict): distiller config, usually ``ConfigurableDistiller``.
+        teacher (dict | nn.Module): teacher model dict or ``dict(cfg_path=...)``.
+        architecture (dict | nn.Module): the student.
+        teacher_ckpt (str, optional): teacher weights, local path or URL (loaded
+            with ``weights_only=True``).
+        teacher_forward_mode (str): 'tensor' (default), 'loss' or 'predict'.
+        teacher_data_preprocessor (dict, optional): when the teacher needs its own
+            normalisation; both preprocessors see the same raw batch.
+        calculate_student_loss (bool): add the student's task losses (default True).
+        data_preprocessor (dict, optional): overrides the student's.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 distiller: dict,
+                 teacher: Union[dict, nn.Module],
+                 architecture: Union[dict, nn.Module],
+                 teacher_ckpt: Optional[str] = None,
+                 teacher_forward_mode: str = 'tensor',
+                 teacher_data_preprocessor: Optional[dict] = None,
+                 calculate_student_loss: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if teacher_forward_mode not in _TEACHER_MODES:
+            raise ValueError(f'teacher_forward_mode={teacher_forward_mode!r}; valid: {_TEACHER_MODES}')
+        self.teacher_forward_mode = teacher_forward_mode
+        self.calculate_student_loss = calculate_student_loss
+
+        teacher_model, teacher_info = build_task_model(teacher, key='teacher')
+        if hasattr(teacher_model, 'init_weights') and teacher_ckpt is None:
+            teacher_model.init_weights()
+        if teacher_ckpt:
+            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt')
+        else:
+            warnings.warn('SingleTeacherDistill: no teacher_ckpt given, the teacher keeps '
+                          'its initial weights (fine for tests, wrong for real training)')
+        # A list hides the teacher from nn.Module registration (see class docstring).
+        self._teacher_box: List[nn.Module] = [freeze(teacher_model)]
+
+        teacher_pp = build_preprocessor(teacher_data_preprocessor, 'teacher_data_preprocessor',
+                                        teacher_info['scope'])
+        if teacher_pp is not None:
+            self.data_preprocessor = DistillDataPreprocessor(self.data_preprocessor, teacher_pp)
+
+        if not isinstance(distiller, nn.Module):
+            distiller = MODELS.build(distiller)
+        self.distiller = distiller
+        self.distiller.prepare_from_student(self.architecture)
+        self.distiller.prepare_from_teacher(self.teacher)
+        # Persistent, so StopDistillHook's decision survives a resume.
+        self.register_buffer('distillation_stopped', torch.tensor(False))
+
+    # The hidden teacher ------------------------------------------------------------
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher_box[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> 'SingleTeacherDistill':
+        super().train(mode)
+        self.teacher.eval()  # never leaves eval mode, whatever the runner asks
+        return self
+
+    # Steps -----------------------------------------------------------------------
+    def _teacher_forward(self, inputs: torch.Tensor, data_samples) -> None:
+        with torch.no_grad(), self.distiller.teacher_recorders:
+            self.teacher(inputs, data_samples, mode=self.teacher_forward_mode)
+
+    def loss(self,
+             inputs: torch.Tensor,
+             data_samples: Optional[List[BaseDataElement]] = None,
+             teacher_inputs: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        distill = not bool(self.distillation_stopped)
+        if distill:
+            self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs,
+                                  data_samples)
+        losses: Dict[str, torch.Tensor] = {}
+        with self.distiller.student_recorders:
+            if self.calculate_student_loss:
+                losses.update(self.architecture(inputs, data_samples, mode='loss'))
+            else:
+                self.architecture(inputs, data_samples, mode='tensor')
+        if distill:
+            losses.update(self.distiller.compute_distill_losses(data_samples))
+        self.distiller.teacher_recorders.reset()
+        self.distiller.student_recorders.reset()
+        return losses

@@ -1,0 +1,5 @@
+from .conv_connector import ConvConnector
+from .linear_connector import LinearConnector
+from .token_map_connector import MapToTokens, Resize, TokensToMap
+
+__all__ = ['ConvConnector', 'LinearConnector', 'TokensToMap', 'MapToTokens', 'Resize']

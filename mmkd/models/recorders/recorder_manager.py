@@ -1,0 +1,61 @@
+"""A named group of recorders prepared for one model."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from torch import nn
+
+from mmkd.registry import MODELS
+from .base_recorder import BaseRecorder
+
+
+class RecorderManager:
+    """Build recorders from configs, prepare them on a model, record as a context.
+
+    Args:
+        recorders (dict): name -> recorder config or instance.
+        side (str): 'student' or 'teacher', used in error messages.
+    """
+
+    def __init__(self, recorders: Optional[Dict] = None, side: str = 'student') -> None:
+        self.side = side
+        self.recorders: Dict[str, BaseRecorder] = {}
+        for name, cfg in (recorders or {}).items():
+            if isinstance(cfg, BaseRecorder):
+                self.recorders[name] = cfg
+                continue
+            if not isinstance(cfg, dict) or 'type' not in cfg:
+                raise TypeError(
+                    f'{side}_recorders.{name} must be a dict with a "type" key '
+                    f"(e.g. dict(type='ModuleOutputs', source='neck')), got {cfg!r}")
+            try:
+                self.recorders[name] = MODELS.build(cfg)
+            except KeyError as err:
+                raise KeyError(f'{side}_recorders.{name}: {err}') from None
+
+    def prepare_from_model(self, model: nn.Module) -> None:
+        for name, recorder in self.recorders.items():
+            try:
+                recorder.prepare_from_model(model)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f'{self.side}_recorders.{name}: {err}') from None
+
+    def get_recorder(self, name: str) -> BaseRecorder:
+        if name not in self.recorders:
+            raise KeyError(
+                f'recorder {name!r} is not declared in {self.side}_recorders; '
+                f'declared: {sorted(self.recorders)}')
+        return self.recorders[name]
+
+    def reset(self) -> None:
+        for recorder in self.recorders.values():
+            recorder.reset_data_buffer()
+
+    def __enter__(self) -> 'RecorderManager':
+        for recorder in self.recorders.values():
+            recorder.start_recording()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for recorder in self.recorders.values():
+            recorder.stop_recording()

@@ -1,0 +1,146 @@
+"""Build task models (student/teacher) from a model dict or a config path."""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+from typing import Optional, Tuple
+
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from torch import nn
+
+TASK_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def resolve_cfg_path(cfg_path: str) -> str:
+    """Map ``'mmkd::kd/x.py'`` to this repository's ``configs/kd/x.py``.
+
+    Other ``'pkg::'`` paths are left to mmengine (configs installed under
+    ``site-packages/<pkg>/.mim/configs``). Relative local paths are relative to the
+    working directory, as for ``tools/train.py``.
+    """
+    if cfg_path.startswith('mmkd::'):
+        import mmkd
+        root = osp.dirname(osp.dirname(osp.abspath(mmkd.__file__)))
+        for base in (osp.join(root, 'configs'), osp.join(osp.dirname(mmkd.__file__), '.mim', 'configs')):
+            candidate = osp.join(base, cfg_path[len('mmkd::'):])
+            if osp.isfile(candidate):
+                return candidate
+        raise FileNotFoundError(f'{cfg_path!r}: no such config in mmkd')
+    return cfg_path
+
+
+def load_model_cfg(cfg_path: str, key: str = 'architecture') -> Tuple[dict, Optional[str]]:
+    """Return ``(model_cfg, default_scope)`` of the config at ``cfg_path``.
+
+    ``cfg_path`` is a local file or ``'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'``
+    (a config shipped inside an installed OpenMMLab package).
+    """
+    cfg_path = resolve_cfg_path(cfg_path)
+    if '::' in cfg_path:
+        from mmengine.hub import get_config
+        try:
+            cfg = get_config(cfg_path)
+        except (FileNotFoundError, ImportError, ModuleNotFoundError) as err:
+            raise FileNotFoundError(
+                f"{key}.cfg_path={cfg_path!r} cannot be found: {err}. Use 'package::relative/path.py' "
+                'with an installed package (mmdet, mmseg, mmpretrain) or a local file.') from None
+    else:
+        if not osp.isfile(cfg_path):
+            raise FileNotFoundError(f'{key}.cfg_path={cfg_path!r} is not a file')
+        cfg = Config.fromfile(cfg_path)
+    if 'model' not in cfg:
+        raise KeyError(f'{key}.cfg_path={cfg_path!r} has no `model` key')
+    return cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model), cfg.get('default_scope')
+
+
+def _registry_has(scope: str, type_name: str) -> bool:
+    from mmengine.registry import MODELS as ROOT
+    import importlib
+    try:
+        importlib.import_module(f'{scope}.registry')
+    except ImportError:
+        return False
+    registry = ROOT._search_child(scope)
+    if registry is None:
+        return False
+    registry.import_from_location()
+    return type_name in registry.module_dict
+
+
+def infer_scope(type_name: str, key: str) -> str:
+    """Find which task package registers ``type_name`` (for model dicts without scope)."""
+    found = [s for s in TASK_SCOPES if _registry_has(s, type_name)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise KeyError(f'{key}.type={type_name!r} is not registered in any of {TASK_SCOPES}; '
+                       "give `_scope_` or use `cfg_path='mmdet::...'`")
+    return found[0]
+
+
+def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, dict]:
+    """Build a student/teacher from ``cfg``; returns the model and a description.
+
+    ``cfg`` is either a full model dict (``type=...``, optionally ``_scope_``) or
+    ``dict(cfg_path=..., pretrained=False)``. With ``pretrained=False`` the
+    backbone's ``init_cfg`` pretrained weights are dropped so nothing is downloaded.
+    """
+    from mmengine.registry import MODELS as ROOT
+    if isinstance(cfg, nn.Module):
+        return cfg, {'scope': None}
+    if not isinstance(cfg, dict):
+        raise TypeError(f'{key} must be a model dict or dict(cfg_path=...), got {type(cfg).__name__}')
+    cfg = copy.deepcopy(dict(cfg))
+    scope = cfg.pop('_scope_', None)
+    if 'cfg_path' in cfg:
+        unknown = set(cfg) - {'cfg_path', 'pretrained'}
+        if unknown:
+            raise KeyError(f'{key}: unknown keys {sorted(unknown)} next to cfg_path; valid: '
+                           "'cfg_path', 'pretrained'")
+        pretrained = cfg.get('pretrained', False)
+        model_cfg, cfg_scope = load_model_cfg(cfg['cfg_path'], key)
+        scope = scope or cfg_scope
+        if not pretrained:
+            _drop_pretrained(model_cfg)
+        cfg = model_cfg
+    if 'type' not in cfg:
+        raise KeyError(f"{key} needs 'type' (a model dict) or 'cfg_path'")
+    type_name = cfg['type']
+    if scope is None and isinstance(type_name, str) and '.' not in type_name:
+        current = DefaultScope.get_current_instance()
+        cur = current.scope_name if current is not None else None
+        if cur in TASK_SCOPES and _registry_has(cur, type_name):
+            scope = cur
+        else:
+            scope = infer_scope(type_name, key)
+    registry = (ROOT._search_child(scope) if scope else None) or ROOT
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg)
+    return model, {'scope': scope}
+
+
+def build_in_scope(cfg: dict, scope: Optional[str]) -> nn.Module:
+    """Build any model-registry config in ``scope`` (the task package's)."""
+    from mmengine.registry import MODELS as ROOT
+    cfg = dict(cfg)
+    scope = cfg.pop('_scope_', None) or scope
+    registry = (ROOT._search_child(scope) if scope else None) or ROOT
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(cfg)
+
+
+def _drop_pretrained(model_cfg: dict) -> None:
+    """Remove pretrained-weight init configs recursively (no download in random-init builds)."""
+    if isinstance(model_cfg, dict):
+        init_cfg = model_cfg.get('init_cfg')
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            model_cfg['init_cfg'] = None
+        if isinstance(model_cfg.get('pretrained'), str):
+            model_cfg['pretrained'] = None
+        for value in model_cfg.values():
+            if isinstance(value, (dict, list)):
+                _drop_pretrained(value)
+    elif isinstance(model_cfg, list):
+        for value in model_cfg:
+            _drop_pretrained(value)

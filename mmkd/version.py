@@ -1,0 +1,2 @@
+"""mmkd version."""
+__version__ = '0.1.0'
