@@ -1,0 +1,24 @@
+"""Run the CLI tools in a subprocess, as a user would, and fail with the log tail."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def run_tool(*args, timeout=900, env=None, expect_fail=False):
+    full_env = dict(os.environ, OMP_NUM_THREADS='2', **(env or {}))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    out = proc.stdout + proc.stderr
+    if expect_fail:
+        assert proc.returncode != 0, out[-3000:]
+    else:
+        assert proc.returncode == 0, f'{" ".join(args)} failed:\n{out[-5000:]}'
+    return out
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()

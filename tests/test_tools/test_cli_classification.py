@@ -1,0 +1,79 @@
+"""train -> test -> resume -> convert, through the CLI, for an mmpretrain student on digits."""
+import os.path as osp
+
+import pytest
+import torch
+
+from .cli import last_checkpoint, run_tool
+
+KD_CFG = 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
+
+
+@pytest.fixture(scope='module')
+def teacher_ckpt(tmp_path_factory):
+    from mmengine.config import Config
+
+    from mmkd.utils import build_task_model
+    torch.manual_seed(0)
+    cfg = Config.fromfile('configs/kd/teacher_resnet18-w32_digits_demo.py')
+    teacher, _ = build_task_model(dict(cfg.model, _scope_='mmpretrain'))
+    path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
+    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
+    return str(path), {k: v.clone() for k, v in teacher.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_train_test_resume_convert(tmp_path, teacher_ckpt):
+    ckpt_path, teacher_state = teacher_ckpt
+    work = str(tmp_path / 'work')
+    common = ['--work-dir', work, '--cfg-options', f'model.teacher_ckpt={ckpt_path}',
+              'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=2',
+              'default_hooks.logger.interval=1', 'train_dataloader.batch_size=8']
+    out = run_tool('tools/train.py', KD_CFG, *common, 'train_cfg.max_iters=4')
+    assert 'distill.loss_kd' in out
+    ckpt = last_checkpoint(work)
+    assert ckpt.endswith('iter_4.pth')
+    state = torch.load(ckpt, weights_only=True)['state_dict']
+    assert not any(k.startswith('teacher') for k in state), 'teacher weights leaked into ckpt'
+    assert any(k.startswith('architecture.backbone') for k in state)
+
+    # Evaluate the saved checkpoint: the student is measured with the task's metric.
+    metrics_file = str(tmp_path / 'metrics.json')
+    run_tool('tools/test.py', KD_CFG, ckpt, '--work-dir', work, '--out', metrics_file,
+             '--cfg-options', f'model.teacher_ckpt={ckpt_path}')
+    import json
+    metrics = json.load(open(metrics_file))
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+    # Resume from iter 4 to iter 6: the run continues, it does not restart.
+    out = run_tool('tools/train.py', KD_CFG, *common, 'train_cfg.max_iters=6', '--resume')
+    assert 'resumed' in out.lower() or 'Load checkpoint from' in out
+    assert 'Iter(train) [5/6]' in out and 'Iter(train) [1/6]' not in out
+    assert last_checkpoint(work).endswith('iter_6.pth')
+
+    # Convert and load into plain mmpretrain, strictly.
+    student_file = str(tmp_path / 'student.pth')
+    run_tool('tools/model_converters/convert_kd_ckpt_to_student.py', last_checkpoint(work),
+             student_file)
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile('configs/kd/student_resnet18-w8_digits-10pct_demo.py')
+    student = PRETRAIN_MODELS.build(cfg.model)
+    converted = torch.load(student_file, weights_only=True)
+    student.load_state_dict(converted['state_dict'], strict=True)
+
+    # The teacher file on disk is unchanged and was never written to.
+    after = torch.load(ckpt_path, weights_only=True)['state_dict']
+    assert all(torch.equal(after[k], v) for k, v in teacher_state.items())
+
+
+@pytest.mark.slow
+def test_train_cli_errors(tmp_path):
+    out = run_tool('tools/train.py', 'configs/kd/does_not_exist.py', expect_fail=True)
+    assert 'does_not_exist.py' in out and 'does not exist' in out
+    out = run_tool('tools/train.py', KD_CFG, '--work-dir', str(tmp_path), '--cfg-options',
+                   'model.distiller.student_recorders.logits.source=head.fcc',
+                   'model.teacher_ckpt=None', expect_fail=True)
+    assert 'student_recorders.logits' in out and "'head.fc'" in out
