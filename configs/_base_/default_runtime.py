@@ -3,7 +3,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
+    # atomic_local: a checkpoint is written to a temp file and renamed (mmkd.engine)
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+                    backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 env_cfg = dict(

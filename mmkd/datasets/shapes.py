@@ -304,7 +304,7 @@ def _write_split(out_dir: str, split: str, num: int, p: dict) -> dict:
     with open(osp.join(ann_dir, f'instances_{split}.json'), 'w') as f:
         json.dump(coco, f, separators=(',', ':'))
     return dict(images=num, instances=len(annotations),
-                instances_per_class=dict(zip(SHAPES_CLASSES, per_class)),
+                instances_per_class={c: per_class[k] for k, c in enumerate(SHAPES_CLASSES)},
                 mean_objects_per_image=round(len(annotations) / max(num, 1), 3))
 
 
