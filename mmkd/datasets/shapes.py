@@ -34,12 +34,15 @@ keeps the first images unchanged.
 """
 from __future__ import annotations
 
+import glob
+import inspect
 import json
 import math
 import os
 import os.path as osp
 import shutil
 import tempfile
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -143,7 +146,7 @@ def _smooth_noise(rng: np.random.Generator, img_size: int, cells: int) -> np.nda
     """Low-frequency noise in [-1, 1]: a random cells x cells grid, bilinearly upsampled."""
     grid = rng.uniform(-1.0, 1.0, size=(cells, cells)).astype(np.float32)
     return np.asarray(
-        Image.fromarray(grid, mode='F').resize((img_size, img_size), Image.BILINEAR),
+        Image.fromarray(grid).resize((img_size, img_size), Image.BILINEAR),
         dtype=np.float32)
 
 
@@ -275,8 +278,8 @@ def _write_split(out_dir: str, split: str, num: int, p: dict) -> dict:
             rng, p['img_size'], p['min_objects'], p['max_objects'], p['size_range'],
             p['min_visible'], p['min_area'], p['noise_std'])
         name = f'{i:05d}.png'
-        Image.fromarray(sample['img'], mode='RGB').save(osp.join(img_dir, name))
-        Image.fromarray(sample['seg'], mode='L').save(osp.join(seg_dir, name))
+        Image.fromarray(sample['img']).save(osp.join(img_dir, name))
+        Image.fromarray(sample['seg']).save(osp.join(seg_dir, name))
         image_id = i + 1
         images.append(dict(id=image_id, file_name=name, width=p['img_size'],
                            height=p['img_size']))
@@ -382,6 +385,18 @@ def _is_complete(out_dir: str, meta: Optional[dict], params: dict) -> bool:
         and osp.isdir(osp.join(out_dir, 'seg_masks', s)) for s in ('train', 'val'))
 
 
+def _remove_stale_temporaries(parent: str, name: str, age_s: float = 3600) -> None:
+    """Remove temporary folders that killed runs left (older than any live run)."""
+    now = time.time()
+    for path in glob.glob(osp.join(parent, f'.{glob.escape(name)}.tmp-*')) + glob.glob(
+            osp.join(parent, f'.{glob.escape(name)}.old-*')):
+        try:
+            if now - os.stat(path).st_mtime > age_s:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def ensure_shapes(out_dir: str, force: bool = False, **kwargs) -> dict:
     """Make sure ``out_dir`` holds the shapes data set for these parameters.
 
@@ -390,7 +405,8 @@ def ensure_shapes(out_dir: str, force: bool = False, **kwargs) -> dict:
     temporary sibling folder and renamed into place, so a killed run never leaves a
     half-written data set at ``out_dir``; an outdated one is replaced. When several
     processes (e.g. the ranks of a distributed run) race, the first complete data set
-    wins and the others discard theirs.
+    stays and the others discard theirs (generation is deterministic, so they hold
+    the same bytes). Temporary folders of killed runs are removed after an hour.
 
     Args:
         out_dir (str): the data root (e.g. ``data/shapes``).
@@ -401,9 +417,8 @@ def ensure_shapes(out_dir: str, force: bool = False, **kwargs) -> dict:
         dict: the content of ``meta.json``.
     """
     out_dir = osp.abspath(out_dir)
-    defaults = dict(num_train=300, num_val=60, img_size=128, seed=0, min_objects=1,
-                    max_objects=6, size_range=None, min_visible=0.3, min_area=None,
-                    noise_std=(2.0, 10.0))
+    defaults = {k: v.default for k, v in inspect.signature(generate_shapes).parameters.items()
+                if k != 'out_dir'}
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise TypeError(f'ensure_shapes got unknown parameters {sorted(unknown)}; '
@@ -416,10 +431,13 @@ def ensure_shapes(out_dir: str, force: bool = False, **kwargs) -> dict:
 
     parent, name = osp.split(out_dir)
     os.makedirs(parent, exist_ok=True)
+    _remove_stale_temporaries(parent, name)
     tmp = tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=parent)
     try:
         meta = generate_shapes(tmp, **defaults)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        if not force and _is_complete(out_dir, _read_meta(out_dir), params):
+            return _read_meta(out_dir)  # another process finished first (same bytes)
         old = None
         if osp.lexists(out_dir):
             old = tempfile.mkdtemp(prefix=f'.{name}.old-', dir=parent)

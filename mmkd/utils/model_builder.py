@@ -5,7 +5,7 @@ import copy
 import os.path as osp
 from typing import Optional, Tuple
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
@@ -51,7 +51,7 @@ def load_model_cfg(cfg_path: str, key: str = 'architecture') -> Tuple[dict, Opti
         cfg = Config.fromfile(cfg_path)
     if 'model' not in cfg:
         raise KeyError(f'{key}.cfg_path={cfg_path!r} has no `model` key')
-    return cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model), cfg.get('default_scope')
+    return copy.deepcopy(cfg.model), cfg.get('default_scope')
 
 
 def _registry_has(scope: str, type_name: str) -> bool:
@@ -115,6 +115,9 @@ def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, d
         else:
             scope = infer_scope(type_name, key)
     registry = (ROOT._search_child(scope) if scope else None) or ROOT
+    # ConfigDict (recursively), as the Runner passes it: task models such as mmdet's
+    # heads read their train/test cfg by attribute (`test_cfg.min_bbox_size`).
+    cfg = ConfigDict(cfg)
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(cfg)
     return model, {'scope': scope}

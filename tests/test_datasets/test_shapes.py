@@ -75,7 +75,7 @@ def test_generation_is_deterministic(tmp_path):
     files = _all_files(a)
     assert files == _all_files(b)
     assert len(files) == 2 * (8 + 4) + 2 + 1
-    match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
     assert not mismatch and not errors
     # another seed gives other images
     generate_shapes(str(c), **dict(TINY, seed=4))
@@ -254,7 +254,7 @@ def test_mmdet_coco_metric_is_perfect_on_ground_truth(shapes_root):
             if t['type'] == 'LoadAnnotations':
                 t['with_mask'] = True
 
-    cfg, ds = _build_dataset(DET_CFG, 'val_dataloader', shapes_root, with_masks)
+    _, ds = _build_dataset(DET_CFG, 'val_dataloader', shapes_root, with_masks)
     metric = CocoMetric(
         ann_file=osp.join(shapes_root, 'annotations', 'instances_val.json'),
         metric=['bbox', 'segm'])

@@ -1,0 +1,6 @@
+# RetinaNet ResNet-18 FPN sized for the 128x128 shapes data (4 classes), random init.
+_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py']
+model = dict(
+    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    bbox_head=dict(num_classes=4, in_channels=64, feat_channels=64, stacked_convs=2))
