@@ -54,6 +54,11 @@ def main(argv=None):
     cfg.resume = False
 
     from mmengine.runner import Runner
+
+    from mmkd.utils.dist import adapt_cfg_for_cpu_dist, init_cpu_dist_if_needed
+    adapt_cfg_for_cpu_dist(cfg, args.launcher)
+    init_cpu_dist_if_needed(args.launcher,
+                            cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if args.out:
