@@ -4,9 +4,9 @@ Importing mmkd checks that the installed mmengine/mmcv are versions mmkd works w
 and says what to install otherwise. Heavy imports (mmdet, transformers, ...) are
 deferred to where they are used.
 """
-from .version import __version__
-from .utils.version_check import check_dependencies
 from .utils.compat import allow_mmengine_checkpoint_globals
+from .utils.version_check import check_dependencies
+from .version import __version__
 
 check_dependencies()
 # torch>=2.6 loads checkpoints with weights_only=True; allow-list the few mmengine

@@ -1,7 +1,7 @@
 """scikit-learn's handwritten digits as an mmengine data set (real data, offline)."""
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -84,8 +84,8 @@ class DigitsDataset(BaseDataset):
         super().__init__(ann_file='', pipeline=list(pipeline), **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        from sklearn.datasets import load_digits  # optional heavy import
         import cv2
+        from sklearn.datasets import load_digits  # optional heavy import
 
         digits = load_digits()
         images = (digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)

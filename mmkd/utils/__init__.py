@@ -1,5 +1,4 @@
-from .checkpoint import (UnsafeCheckpointError, load_state_dict_file, load_teacher_weights,
-                         safe_torch_load)
+from .checkpoint import UnsafeCheckpointError, load_state_dict_file, load_teacher_weights, safe_torch_load
 from .compat import allow_mmengine_checkpoint_globals
 from .model_builder import build_task_model, load_model_cfg
 from .setup_env import register_all_modules

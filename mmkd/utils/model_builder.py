@@ -55,8 +55,9 @@ def load_model_cfg(cfg_path: str, key: str = 'architecture') -> Tuple[dict, Opti
 
 
 def _registry_has(scope: str, type_name: str) -> bool:
-    from mmengine.registry import MODELS as ROOT
     import importlib
+
+    from mmengine.registry import MODELS as ROOT
     try:
         importlib.import_module(f'{scope}.registry')
     except ImportError:

@@ -1,4 +1,5 @@
 """train -> test -> resume -> convert, through the CLI, for an mmpretrain student on digits."""
+
 import os.path as osp
 
 import pytest
@@ -77,3 +78,27 @@ def test_train_cli_errors(tmp_path):
                    'model.distiller.student_recorders.logits.source=head.fcc',
                    'model.teacher_ckpt=None', expect_fail=True)
     assert 'student_recorders.logits' in out and "'head.fc'" in out
+
+
+@pytest.mark.slow
+def test_dist_train_two_cpu_processes(tmp_path, teacher_ckpt):
+    """tools/dist_train.sh runs 2 gloo processes on CPU; DDP needs no
+    find_unused_parameters because the frozen teacher is outside the module tree."""
+    import os
+    import subprocess
+    import sys
+
+    from .cli import ROOT
+    work = str(tmp_path / 'dist')
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               PORT='29531', OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', KD_CFG, '2', '--work-dir', work, '--cfg-options',
+         f'model.teacher_ckpt={teacher_ckpt[0]}', 'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+         'default_hooks.logger.interval=1', 'train_dataloader.batch_size=4'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'Distributed training is not used' not in out
+    assert 'Distributed training: True' in out and 'GPU number: 2' in out
+    assert 'distill.loss_kd' in out and osp.isfile(osp.join(work, 'iter_4.pth'))

@@ -6,6 +6,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 
 from mmkd.registry import HOOKS
+
 from .distill_loss_weight_hook import unwrap
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from mmkd.registry import MODELS
 from mmkd.utils.checkpoint import load_teacher_weights
 from mmkd.utils.model_builder import build_task_model
+
 from .base_algorithm import BaseAlgorithm
 from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
 
@@ -80,7 +81,8 @@ class SingleTeacherDistill(BaseAlgorithm):
             load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt')
         else:
             warnings.warn('SingleTeacherDistill: no teacher_ckpt given, the teacher keeps '
-                          'its initial weights (fine for tests, wrong for real training)')
+                          'its initial weights (fine for tests, wrong for real training)',
+                          stacklevel=2)
         # A list hides the teacher from nn.Module registration (see class docstring).
         self._teacher_box: List[nn.Module] = [freeze(teacher_model)]
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mmkd.registry import MODELS
+
 from ..recorders import RecorderManager
 
 _MAPPING_KEYS = {'from_student', 'recorder', 'record_idx', 'data_idx', 'connector', 'from_data'}

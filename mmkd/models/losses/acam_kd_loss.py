@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ def dice_diversity(masks: torch.Tensor, reduction: str = 'mean') -> torch.Tensor
     Returns:
         Scalar tensor. 0 when M == 1 (there is no pair).
     """
-    n, m = masks.shape[:2]
+    m = masks.shape[1]
     if m < 2:
         return masks.sum() * 0.0
     gram = masks @ masks.transpose(1, 2)  # (N, M, M): <M_i, M_j>
@@ -56,7 +56,7 @@ def _attend_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def cross_attention(q: torch.Tensor,
                     k: torch.Tensor,
                     v: torch.Tensor,
-                    chunk_size: Optional[int] = None) -> torch.Tensor:
+                    chunk_size: int | None = None) -> torch.Tensor:
     r""":math:`\mathrm{softmax}(q k^\top / \sqrt{C_q})\, v`, optionally chunked over queries.
 
     With ``chunk_size`` the queries are processed ``chunk_size`` rows at a time and,
@@ -202,8 +202,8 @@ class ACAMKDLoss(nn.Module):
                  spatial_weight: float = 1.0,
                  diversity_weight: float = 1.0,
                  loss_weight: float = 1.0,
-                 attn_chunk_size: Optional[int] = 1024,
-                 kv_pool_size: Union[int, Tuple[int, int], None] = None,
+                 attn_chunk_size: int | None = 1024,
+                 kv_pool_size: int | tuple[int, int] | None = None,
                  diversity_masks: Sequence[str] = ('spatial', 'channel'),
                  diversity_reduction: str = 'mean',
                  detach_student_in_fusion: bool = True,
@@ -308,7 +308,7 @@ class ACAMKDLoss(nn.Module):
         fused = cross_attention(q, k, v, self.attn_chunk_size)  # (N, P, C)
         return fused.transpose(1, 2).reshape(n, c, h, w)
 
-    def masks_from_fused(self, fused: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def masks_from_fused(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ASCM (E5)-(E6).
 
         Returns:
@@ -321,7 +321,7 @@ class ACAMKDLoss(nn.Module):
         return channel, spatial
 
     def _masks(self, preds_S: torch.Tensor,
-               preds_T: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+               preds_T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                torch.Tensor]:
         self._check_inputs(preds_S, preds_T)
         feat_T = preds_T.detach()
@@ -332,7 +332,7 @@ class ACAMKDLoss(nn.Module):
         return feat_S, feat_T, channel, spatial
 
     def compute_masks(self, preds_S: torch.Tensor,
-                      preds_T: torch.Tensor) -> Dict[str, torch.Tensor]:
+                      preds_T: torch.Tensor) -> dict[str, torch.Tensor]:
         """Masks for analysis/visualisation (wrap in ``torch.no_grad()`` if needed).
 
         Returns:
@@ -340,14 +340,14 @@ class ACAMKDLoss(nn.Module):
         """
         _, _, channel, spatial = self._masks(preds_S, preds_T)
         h, w = preds_T.shape[2:]
-        return dict(channel=channel, spatial=spatial.reshape(*spatial.shape[:2], h, w))
+        return {'channel': channel, 'spatial': spatial.reshape(*spatial.shape[:2], h, w)}
 
     def loss_components(self, preds_S: torch.Tensor,
-                        preds_T: torch.Tensor) -> Dict[str, torch.Tensor]:
+                        preds_T: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unweighted terms: ``loss_channel`` (E7), ``loss_spatial`` (E8),
         ``loss_diversity`` (E9)."""
         feat_S, feat_T, channel, spatial = self._masks(preds_S, preds_T)
-        n, c, h, w = feat_T.shape
+        c, h, w = feat_T.shape[1:]
         sq_err = (feat_T - feat_S).pow(2)  # (N, C, H, W)
         err_per_channel = sq_err.sum(dim=(2, 3))  # (N, C): sum over positions
         err_per_position = sq_err.sum(dim=1).flatten(1)  # (N, P): sum over channels
@@ -366,8 +366,8 @@ class ACAMKDLoss(nn.Module):
             loss_div = loss_div + dice_diversity(spatial, self.diversity_reduction)
         if 'channel' in self.diversity_masks:
             loss_div = loss_div + dice_diversity(channel, self.diversity_reduction)
-        return dict(
-            loss_channel=loss_c.mean(), loss_spatial=loss_s.mean(), loss_diversity=loss_div)
+        return {
+            'loss_channel': loss_c.mean(), 'loss_spatial': loss_s.mean(), 'loss_diversity': loss_div}
 
     def forward(self, preds_S: torch.Tensor, preds_T: torch.Tensor) -> torch.Tensor:
         """Args:

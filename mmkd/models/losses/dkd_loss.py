@@ -37,7 +37,8 @@ class DKDLoss(nn.Module):
 
     paired_inputs = (('preds_S', 'preds_T'), )
 
-    def __init__(self, tau: float = 1.0, alpha: float = 1.0, beta: float = 8.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, tau: float = 1.0, alpha: float = 1.0, beta: float = 8.0,
+                 loss_weight: float = 1.0) -> None:
         super().__init__()
         if tau <= 0:
             raise ValueError(f'tau must be > 0, got {tau}')

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmkd.registry import MODELS
+
 from .utils import logits_to_rows, reduce_rows
 
 

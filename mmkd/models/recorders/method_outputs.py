@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Tuple
 from torch import nn
 
 from mmkd.registry import MODELS
+
 from .base_recorder import BaseRecorder
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from torch import nn
 
 from mmkd.registry import MODELS
+
 from .module_outputs import ModuleOutputs
 
 

@@ -7,6 +7,7 @@ from typing import Any, Optional
 from torch import nn
 
 from mmkd.registry import MODELS
+
 from .base_recorder import BaseRecorder
 
 

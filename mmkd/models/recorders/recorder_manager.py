@@ -6,6 +6,7 @@ from typing import Dict, Optional
 from torch import nn
 
 from mmkd.registry import MODELS
+
 from .base_recorder import BaseRecorder
 
 

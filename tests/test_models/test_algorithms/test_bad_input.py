@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mmkd.registry import MODELS
+
 from .helpers import batch, logit_distiller, tiny_classifier
 
 pytestmark = pytest.mark.filterwarnings('ignore:SingleTeacherDistill')
@@ -34,7 +35,8 @@ def test_recorder_not_declared():
 
 def test_loss_argument_the_loss_does_not_take():
     cfg = logit_distiller()
-    cfg['loss_forward_mappings']['loss_kd']['logits_S'] = cfg['loss_forward_mappings']['loss_kd'].pop('preds_S')
+    mapping = cfg['loss_forward_mappings']['loss_kd']
+    mapping['logits_S'] = mapping.pop('preds_S')
     with pytest.raises(TypeError) as err:
         build(cfg)
     msg = str(err.value)

@@ -5,6 +5,7 @@ import torch
 from mmengine.optim import OptimWrapper
 
 from mmkd.registry import MODELS
+
 from .helpers import batch, logit_distiller, tiny_classifier
 
 

@@ -2,8 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmkd.models.recorders import (FunctionOutputs, MethodOutputs, ModuleInputs, ModuleOutputs,
-                                   RecorderManager)
+from mmkd.models.recorders import FunctionOutputs, MethodOutputs, ModuleInputs, ModuleOutputs, RecorderManager
 
 
 class Toy(nn.Module):
