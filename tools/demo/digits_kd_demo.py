@@ -12,49 +12,16 @@ Usage: python tools/demo/digits_kd_demo.py [--work-dir work_dirs/demo] [--iters 
 """
 import argparse
 import json
-import os
 import os.path as osp
-import shutil
-import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from common import ROOT, publish, train_and_test  # noqa: E402
+
 TEACHER_CFG = 'configs/kd/teacher_resnet18-w32_digits_demo.py'
 STUDENT_CFG = 'configs/kd/student_resnet18-w8_digits-10pct_demo.py'
 KD_CFG = 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
-
-
-def run(cmd, log_path):
-    """Run a CLI step, keep its full log in a file, fail loudly with its tail."""
-    with open(log_path, 'w') as log:
-        proc = subprocess.run([sys.executable] + cmd, cwd=ROOT, stdout=log,
-                              stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        with open(log_path) as log:
-            tail = log.read()[-3000:]
-        raise SystemExit(f'step failed: {" ".join(cmd)}\n--- log tail ({log_path}) ---\n{tail}')
-
-
-def last_checkpoint(work_dir):
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        return f.read().strip()
-
-
-def train_and_test(name, config, work_dir, extra=()):
-    start = time.time()
-    os.makedirs(work_dir, exist_ok=True)
-    print(f'[demo] training {name} ({config}) ...', flush=True)
-    run(['tools/train.py', config, '--work-dir', work_dir, *extra], osp.join(work_dir, 'train.log'))
-    ckpt = last_checkpoint(work_dir)
-    out = osp.join(work_dir, 'test_metrics.json')
-    run(['tools/test.py', config, ckpt, '--work-dir', work_dir, '--out', out, *extra],
-        osp.join(work_dir, 'test.log'))
-    with open(out) as f:
-        metrics = json.load(f)
-    top1 = metrics['accuracy/top1']
-    print(f'[demo] {name}: top-1 {top1:.2f}% ({time.time() - start:.0f} s)', flush=True)
-    return top1, ckpt
 
 
 def main(argv=None):
@@ -63,12 +30,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     work = osp.join(ROOT, args.work_dir) if not osp.isabs(args.work_dir) else args.work_dir
     start = time.time()
-    teacher_top1, teacher_ckpt = train_and_test('teacher', TEACHER_CFG, osp.join(work, 'teacher'))
-    teacher_file = osp.join(work, 'teacher_resnet18-w32_digits.pth')
-    shutil.copyfile(teacher_ckpt, teacher_file + '.part')
-    os.replace(teacher_file + '.part', teacher_file)
-    student_top1, _ = train_and_test('student alone', STUDENT_CFG, osp.join(work, 'student'))
-    kd_top1, _ = train_and_test('student + KD', KD_CFG, osp.join(work, 'kd'),
+    top1 = 'accuracy/top1'
+    teacher_top1, teacher_ckpt = train_and_test('teacher', TEACHER_CFG, osp.join(work, 'teacher'), top1)
+    teacher_file = publish(teacher_ckpt, osp.join(work, 'teacher_resnet18-w32_digits.pth'))
+    student_top1, _ = train_and_test('student alone', STUDENT_CFG, osp.join(work, 'student'), top1)
+    kd_top1, _ = train_and_test('student + KD', KD_CFG, osp.join(work, 'kd'), top1,
                                 extra=('--cfg-options', f'model.teacher_ckpt={teacher_file}'))
     rows = [
         ('teacher  (ResNet-18 w32, 100% labels)', teacher_top1),

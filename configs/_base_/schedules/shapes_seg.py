@@ -1,5 +1,5 @@
 # Short iteration-based schedule for the shapes segmentation demos.
-max_iters = 2000
+max_iters = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

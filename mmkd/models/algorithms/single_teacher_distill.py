@@ -12,6 +12,7 @@ from mmkd.registry import MODELS
 from mmkd.utils.checkpoint import load_teacher_weights
 from mmkd.utils.model_builder import build_task_model
 
+from ..recorders import EarlyExit
 from .base_algorithm import BaseAlgorithm
 from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
 
@@ -54,6 +55,10 @@ class SingleTeacherDistill(BaseAlgorithm):
         teacher_data_preprocessor (dict, optional): when the teacher needs its own
             normalisation; both preprocessors see the same raw batch.
         calculate_student_loss (bool): add the student's task losses (default True).
+        teacher_early_exit (bool): stop the teacher forward as soon as every
+            teacher tensor the losses read has been recorded (default True). The
+            rest of the teacher (e.g. a detector's head after recording the FPN)
+            never runs. Results are identical; only time is saved.
         data_preprocessor (dict, optional): overrides the student's.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -66,6 +71,7 @@ class SingleTeacherDistill(BaseAlgorithm):
                  teacher_forward_mode: str = 'tensor',
                  teacher_data_preprocessor: Optional[dict] = None,
                  calculate_student_loss: bool = True,
+                 teacher_early_exit: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -96,6 +102,9 @@ class SingleTeacherDistill(BaseAlgorithm):
         self.distiller = distiller
         self.distiller.prepare_from_student(self.architecture)
         self.distiller.prepare_from_teacher(self.teacher)
+        self.teacher_early_exit = teacher_early_exit
+        if teacher_early_exit and hasattr(self.distiller, 'teacher_record_needs'):
+            self.distiller.teacher_recorders.set_early_exit(self.distiller.teacher_record_needs())
         # Persistent, so StopDistillHook's decision survives a resume.
         self.register_buffer('distillation_stopped', torch.tensor(False))
 
@@ -117,7 +126,10 @@ class SingleTeacherDistill(BaseAlgorithm):
     # Steps -----------------------------------------------------------------------
     def _teacher_forward(self, inputs: torch.Tensor, data_samples) -> None:
         with torch.no_grad(), self.distiller.teacher_recorders:
-            self.teacher(inputs, data_samples, mode=self.teacher_forward_mode)
+            try:
+                self.teacher(inputs, data_samples, mode=self.teacher_forward_mode)
+            except EarlyExit:
+                pass  # every recorded tensor the losses need is there
 
     def loss(self,
              inputs: torch.Tensor,

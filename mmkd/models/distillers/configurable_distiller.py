@@ -145,6 +145,22 @@ class ConfigurableDistiller(nn.Module):
                 raise KeyError(f'loss_forward_mappings.{loss_name} lacks required '
                                f'argument(s) {missing} of {type(loss).__name__}.forward')
 
+    def teacher_record_needs(self) -> Dict[str, Optional[int]]:
+        """Teacher recorder name -> calls the losses read (None: a call from the end)."""
+        needs: Dict[str, Optional[int]] = {}
+        for mapping in self.loss_forward_mappings.values():
+            for source in mapping.values():
+                if 'from_data' in source or source.get('from_student', True):
+                    continue
+                idx = source.get('record_idx', 0)
+                name = source['recorder']
+                count = None if idx < 0 else idx + 1
+                if name in needs and (needs[name] is None or count is None):
+                    needs[name] = None
+                else:
+                    needs[name] = max(needs.get(name, 0), count)
+        return needs
+
     def prepare_from_student(self, student: nn.Module) -> None:
         self.student_recorders.prepare_from_model(student)
 

@@ -1,7 +1,7 @@
 """Base class of recorders: objects that capture intermediate tensors of a model."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from torch import nn
 
@@ -28,6 +28,8 @@ class BaseRecorder:
         self.source = source
         self.data_buffer: List[Any] = []
         self.recording = False
+        # Called after every capture; RecorderManager uses it for early exit.
+        self.on_record: Optional[Callable[[], None]] = None
 
     def prepare_from_model(self, model: Optional[nn.Module] = None) -> None:
         """Check ``source`` against ``model`` and install what capturing needs."""
@@ -41,6 +43,13 @@ class BaseRecorder:
 
     def reset_data_buffer(self) -> None:
         self.data_buffer = []
+
+    def _record(self, value: Any) -> None:
+        """Keep ``value`` (only while recording) and notify the manager."""
+        if self.recording:
+            self.data_buffer.append(value)
+            if self.on_record is not None:
+                self.on_record()
 
     def get_record_data(self, record_idx: int = 0, data_idx: Optional[int] = None) -> Any:
         """Return the ``record_idx``-th captured value, optionally its ``data_idx`` item."""

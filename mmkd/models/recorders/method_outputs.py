@@ -66,8 +66,7 @@ class MethodOutputs(BaseRecorder):
         @functools.wraps(original)
         def wrapper(*args, **kwargs):
             out = original(*args, **kwargs)
-            if self.recording:
-                self.data_buffer.append(out)
+            self._record(out)
             return out
 
         return wrapper

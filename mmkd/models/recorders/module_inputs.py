@@ -19,5 +19,4 @@ class ModuleInputs(ModuleOutputs):
     """
 
     def _hook(self, module: nn.Module, inputs: Any, outputs: Any) -> None:
-        if self.recording:
-            self.data_buffer.append(inputs)
+        self._record(inputs)

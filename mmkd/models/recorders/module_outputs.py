@@ -52,8 +52,7 @@ class ModuleOutputs(BaseRecorder):
         return module.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, inputs: Any, outputs: Any) -> None:
-        if self.recording:
-            self.data_buffer.append(outputs)
+        self._record(outputs)
 
     def remove(self) -> None:
         if self._handle is not None:

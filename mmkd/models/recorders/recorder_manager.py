@@ -10,6 +10,10 @@ from mmkd.registry import MODELS
 from .base_recorder import BaseRecorder
 
 
+class EarlyExit(Exception):
+    """Raised inside a forward once every recorder has what the losses need."""
+
+
 class RecorderManager:
     """Build recorders from configs, prepare them on a model, record as a context.
 
@@ -33,6 +37,26 @@ class RecorderManager:
                 self.recorders[name] = MODELS.build(cfg)
             except KeyError as err:
                 raise KeyError(f'{side}_recorders.{name}: {err}') from None
+
+    def set_early_exit(self, needs: Optional[Dict[str, Optional[int]]]) -> None:
+        """Stop the recorded forward once each recorder has ``needs[name]`` captures.
+
+        ``needs`` maps recorder name -> number of calls the losses read (max
+        record_idx + 1), or None when a loss reads a call counted from the end
+        (then the forward always runs to completion). ``None`` disables early exit.
+        """
+        self._needs = None
+        if needs is None or any(v is None for v in needs.values()) or not needs:
+            for recorder in self.recorders.values():
+                recorder.on_record = None
+            return
+        self._needs = {self.recorders[name]: count for name, count in needs.items()}
+        for recorder in self.recorders.values():
+            recorder.on_record = self._check_done
+
+    def _check_done(self) -> None:
+        if all(len(rec.data_buffer) >= count for rec, count in self._needs.items()):
+            raise EarlyExit
 
     def prepare_from_model(self, model: nn.Module) -> None:
         for name, recorder in self.recorders.items():

@@ -228,6 +228,31 @@ def test_detach_masks_leaves_fusion_to_the_diversity_term():
         assert p.grad is None or p.grad.abs().sum() == 0
 
 
+def test_literal_mode_trains_the_masks_with_the_mimicking_terms():
+    """detach_masks=False (the paper read literally): the fusion/masking parameters get
+    a gradient from (E7)-(E8) even without the diversity term."""
+    loss = make_loss(cs=4, ct=4, diversity_weight=0.0, detach_masks=False,
+                     attn_chunk_size=None)
+    with torch.no_grad():
+        loss.channel_units.fill_(1.0)
+    s = torch.randn(1, 4, 3, 3, dtype=torch.double, requires_grad=True)
+    t = torch.randn(1, 4, 3, 3, dtype=torch.double)
+    loss(s, t).backward()
+    for p in (loss.query_proj.weight, loss.key_proj.weight, loss.value_proj.weight,
+              loss.channel_units, loss.spatial_units):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_init_std():
+    loss = ACAMKDLoss(4, 64, num_masks=400, init_std=None)
+    assert loss.spatial_units.std().item() == pytest.approx(1 / 8, rel=0.1)
+    assert loss.channel_units.std().item() == pytest.approx(1.0, rel=0.2)
+    small = ACAMKDLoss(4, 64, num_masks=400, init_std=0.01)
+    assert small.spatial_units.std().item() == pytest.approx(0.01, rel=0.1)
+    with pytest.raises(ValueError, match='init_std'):
+        ACAMKDLoss(4, 4, init_std=0.0)
+
+
 def test_student_gradient_through_fusion_when_enabled():
     a = make_loss(cs=4, ct=4, detach_student_in_fusion=True, attn_chunk_size=None)
     b = make_loss(cs=4, ct=4, detach_student_in_fusion=False, attn_chunk_size=None)
