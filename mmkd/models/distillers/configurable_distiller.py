@@ -155,7 +155,7 @@ class ConfigurableDistiller(nn.Module):
                 idx = source.get('record_idx', 0)
                 name = source['recorder']
                 count = None if idx < 0 else idx + 1
-                if name in needs and (needs[name] is None or count is None):
+                if count is None or (name in needs and needs[name] is None):
                     needs[name] = None
                 else:
                     needs[name] = max(needs.get(name, 0), count)
