@@ -33,6 +33,16 @@ def publish(src, dst):
     return dst
 
 
+def test_only(config, ckpt, work_dir, metric, extra=()):
+    """tools/test.py on ``ckpt``; returns the metric."""
+    os.makedirs(work_dir, exist_ok=True)
+    out = osp.join(work_dir, 'test_metrics.json')
+    run(['tools/test.py', config, ckpt, '--work-dir', work_dir, '--out', out, *extra],
+        osp.join(work_dir, 'test.log'))
+    with open(out) as f:
+        return json.load(f).get(metric, float('nan'))
+
+
 def train_and_test(name, config, work_dir, metric, extra=()):
     """tools/train.py then tools/test.py on the last checkpoint; returns (metric, ckpt)."""
     start = time.time()
@@ -40,11 +50,6 @@ def train_and_test(name, config, work_dir, metric, extra=()):
     print(f'[demo] training {name} ({config}) ...', flush=True)
     run(['tools/train.py', config, '--work-dir', work_dir, *extra], osp.join(work_dir, 'train.log'))
     ckpt = last_checkpoint(work_dir)
-    out = osp.join(work_dir, 'test_metrics.json')
-    run(['tools/test.py', config, ckpt, '--work-dir', work_dir, '--out', out, *extra],
-        osp.join(work_dir, 'test.log'))
-    with open(out) as f:
-        metrics = json.load(f)
-    value = metrics.get(metric, float('nan'))
+    value = test_only(config, ckpt, work_dir, metric, extra)
     print(f'[demo] {name}: {metric} {value:.4g} ({time.time() - start:.0f} s)', flush=True)
     return value, ckpt

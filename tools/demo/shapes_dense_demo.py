@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import ROOT, publish, train_and_test  # noqa: E402
+from common import ROOT, publish, test_only, train_and_test  # noqa: E402
 
 TASKS = {
     'det': dict(
@@ -68,7 +68,10 @@ def main(argv=None):
         metric = spec['metric']
         res = results.setdefault(task, {})
         teacher_file = osp.join(work, spec['teacher_file'])
-        if not (args.reuse_teacher and osp.isfile(teacher_file) and 'teacher' in res):
+        if args.reuse_teacher and osp.isfile(teacher_file) and 'teacher' not in res:
+            res['teacher'] = test_only(spec['teacher'], teacher_file,
+                                       osp.join(work, f'{task}_teacher'), metric)
+        if not (args.reuse_teacher and osp.isfile(teacher_file)):
             res['teacher'], ckpt = train_and_test(f'{task} teacher', spec['teacher'],
                                                   osp.join(work, f'{task}_teacher'), metric)
             publish(ckpt, teacher_file)

@@ -1,0 +1,291 @@
+"""Distillation between masked autoencoders that see exactly the same visible patches."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Dict, Iterator, List, NamedTuple, Optional, Union
+
+import torch
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from mmkd.registry import MODELS
+
+from ..recorders import ModuleInputs, ModuleOutputs, find_module
+from .single_teacher_distill import SingleTeacherDistill
+
+_MAE_LAYOUT = ('an mmpretrain MAE model: type=\'MAE\' with backbone MAEViT (patch_embed, '
+               'pos_embed, cls_token, layers), neck MAEPretrainDecoder and head MAEPretrainHead')
+
+
+class MaskSpec(NamedTuple):
+    """One batch's random masking, shared by teacher and student.
+
+    ``ids_keep`` (B, K): indices of the visible patches, in the order the encoders
+    see them; ``ids_restore`` (B, L): inverse permutation for the decoder;
+    ``mask`` (B, L): 0 visible, 1 masked (MAE's convention).
+    """
+    ids_keep: torch.Tensor
+    ids_restore: torch.Tensor
+    mask: torch.Tensor
+
+
+def random_masking(batch: int, num_patches: int, mask_ratio: float,
+                   device: Union[str, torch.device] = 'cpu',
+                   generator: Optional[torch.Generator] = None) -> MaskSpec:
+    """MAE's per-sample random masking (He et al., CVPR 2022).
+
+    Every sample keeps ``int(L * (1 - mask_ratio))`` patches chosen by sorting
+    uniform noise: the ``K`` patches with the smallest noise are visible. With the
+    same random state this draws the same mask as mmpretrain's
+    ``MAEViT.random_masking``.
+    """
+    len_keep = int(num_patches * (1 - mask_ratio))
+    noise = torch.rand(batch, num_patches, device=device, generator=generator)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = torch.ones(batch, num_patches, device=device)
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return MaskSpec(ids_shuffle[:, :len_keep], ids_restore, mask)
+
+
+def encode_visible(backbone: nn.Module, inputs: torch.Tensor,
+                   ids_keep: torch.Tensor) -> torch.Tensor:
+    """Run an MAE encoder on the patches ``ids_keep`` only; returns (B, 1 + K, C).
+
+    The same computation as the masked branch of mmpretrain's ``MAEViT.forward``
+    (patch embedding, fixed position embedding, gather, class token, blocks,
+    final norm), except that the visible patches are given instead of drawn.
+    """
+    grid = backbone.patch_resolution
+    patches, hw = backbone.patch_embed(inputs)
+    if tuple(hw) != tuple(grid):
+        raise ValueError(
+            f'the input gives a {tuple(hw)} patch grid but the MAE encoder was built for '
+            f'{tuple(grid)} (img_size / patch_size): masked distillation needs inputs of '
+            'the training size (check the pipeline crop size)')
+    patches = patches + backbone.pos_embed[:, 1:, :]
+    index = ids_keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+    x = torch.gather(patches, 1, index)
+    cls = (backbone.cls_token + backbone.pos_embed[:, :1, :]).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1)
+    for layer in backbone.layers:
+        x = layer(x)
+    if getattr(backbone, 'final_norm', True):
+        x = backbone.norm1(x)
+    return x
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook to end a forward pass after a given module."""
+
+
+@contextlib.contextmanager
+def _stop_after(module: Optional[nn.Module]) -> Iterator[None]:
+    """End the forward right after ``module`` ran (its recorders have already fired).
+
+    Recorders' hooks are registered when the algorithm is built, so they run
+    before this hook, which is registered per step. ``None``: run everything.
+    """
+    if module is None:
+        yield
+        return
+
+    def hook(*_):
+        raise _StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+
+
+@MODELS.register_module()
+class MaskedImageDistill(SingleTeacherDistill):
+    """Masked-image distillation from an MAE teacher into an MAE student (DMAE, G2SD).
+
+    The algorithm owns the random masking: each step draws one :class:`MaskSpec`
+    (MAE's per-sample masking, ``mask_ratio``) and both encoders run on exactly
+    those visible patches (same ``ids_keep``); the decoders restore the same
+    order (same ``ids_restore``). Then, as in :class:`SingleTeacherDistill`, the
+    distiller's recorders capture teacher and student tensors (e.g. a block's
+    output: ``ModuleOutputs`` with source ``'backbone.layers.17'`` or
+    ``'neck.decoder_blocks.3'``) and connectors/losses turn them into
+    ``distill.<name>`` losses.
+
+    * **Teacher truncation** (DMAE's efficiency point): the teacher forward stops
+      right after ``teacher_stop_at``. ``'auto'`` (default) = the deepest module a
+      teacher recorder reads (in module-registration order, which is the execution
+      order of MAEViT + MAEPretrainDecoder), so a teacher aligned at block 18 of 24
+      runs 18 blocks on the visible tokens only and never its decoder. ``None``
+      runs the whole teacher (encoder, decoder, prediction).
+    * **Student**: with ``calculate_student_loss=True`` (DMAE) the student runs
+      fully and adds MAE's pixel loss on the masked patches, logged as
+      ``loss_mae`` (not ``loss``, which mmengine uses for the total). With
+      ``False`` (G2SD's generic stage) the student has no task loss and, like the
+      teacher, stops after ``student_stop_at`` ('auto': its deepest recorded
+      module).
+
+    The teacher is frozen, in eval mode, runs under ``no_grad`` and is held outside
+    the module tree (not in ``parameters()``, the optimizer or checkpoints).
+
+    Args:
+        distiller (dict): usually ``ConfigurableDistiller``.
+        teacher (dict | nn.Module): an MAE model (``dict(cfg_path=...)`` or a model
+            dict), typically larger than the student; same patch grid.
+        architecture (dict | nn.Module): the student MAE model.
+        teacher_ckpt (str, optional): teacher weights (an MAE pre-training
+            checkpoint), loaded with ``weights_only=True``.
+        mask_ratio (float): share of patches hidden from both encoders, in [0, 1).
+        teacher_stop_at (str | None): 'auto', None, or a teacher module path.
+        student_stop_at (str | None): 'auto', None, or a student module path; only
+            used when ``calculate_student_loss=False``.
+        calculate_student_loss (bool): add MAE's pixel loss of the student.
+        teacher_data_preprocessor (dict, optional): when the teacher needs another
+            normalisation; the masks are shared all the same.
+        data_preprocessor (dict, optional): overrides the student's.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 distiller: dict,
+                 teacher: Union[dict, nn.Module],
+                 architecture: Union[dict, nn.Module],
+                 teacher_ckpt: Optional[str] = None,
+                 mask_ratio: float = 0.75,
+                 teacher_stop_at: Optional[str] = 'auto',
+                 student_stop_at: Optional[str] = 'auto',
+                 calculate_student_loss: bool = True,
+                 teacher_data_preprocessor: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(distiller=distiller, teacher=teacher, architecture=architecture,
+                         teacher_ckpt=teacher_ckpt, teacher_forward_mode='tensor',
+                         teacher_data_preprocessor=teacher_data_preprocessor,
+                         calculate_student_loss=calculate_student_loss,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self._check_mae(self.architecture, 'architecture', need_head=calculate_student_loss)
+        self._check_mae(self.teacher, 'teacher', need_head=False)
+        s_grid = tuple(self.architecture.backbone.patch_resolution)
+        t_grid = tuple(self.teacher.backbone.patch_resolution)
+        if s_grid != t_grid:
+            raise ValueError(
+                f'teacher and architecture must cut images into the same patch grid to share '
+                f'masks: teacher {t_grid} vs architecture (student) {s_grid}; set the same '
+                'img_size/patch_size ratio in both backbones')
+        self.num_patches = s_grid[0] * s_grid[1]
+        if not isinstance(mask_ratio, (int, float)) or not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f'mask_ratio={mask_ratio!r}; valid: a number in [0, 1)')
+        if int(self.num_patches * (1 - mask_ratio)) < 1:
+            raise ValueError(
+                f'mask_ratio={mask_ratio} leaves no visible patch out of {self.num_patches}; '
+                f'valid: mask_ratio < {1 - 1 / self.num_patches:.4f}')
+        self.mask_ratio = float(mask_ratio)
+        self.teacher_stop_at = teacher_stop_at
+        self.student_stop_at = student_stop_at
+        self._warned_no_stop = False
+
+    # Configuration -------------------------------------------------------------------
+    @staticmethod
+    def _check_mae(model: nn.Module, key: str, need_head: bool) -> None:
+        backbone = getattr(model, 'backbone', None)
+        missing = [a for a in ('patch_embed', 'pos_embed', 'cls_token', 'layers', 'patch_resolution')
+                   if backbone is None or not hasattr(backbone, a)]
+        if missing or not hasattr(model, 'neck') or model.neck is None:
+            raise TypeError(f'{key} must be {_MAE_LAYOUT}; got {type(model).__name__} with '
+                            f'backbone {type(backbone).__name__} (missing: {missing or ["neck"]})')
+        if need_head and getattr(model, 'head', None) is None:
+            raise TypeError(f'{key} has no head: calculate_student_loss=True needs '
+                            "MAEPretrainHead (or set calculate_student_loss=False)")
+
+    def _resolve_stop(self, value, model: nn.Module, manager, key: str) -> Optional[str]:
+        if value is None:
+            return None
+        if value == 'auto':
+            recorders = list(manager.recorders.values())
+            if not recorders or not all(isinstance(r, (ModuleOutputs, ModuleInputs))
+                                        for r in recorders):
+                return None  # nothing to stop after, or a method/function recorder
+            order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+            return max((r.source for r in recorders), key=lambda s: order[s])
+        if isinstance(value, str):
+            find_module(model, value, what=key)  # raises naming the closest paths
+            return value
+        raise TypeError(f"{key}={value!r}; valid: 'auto', None or a module path such as "
+                        "'backbone.layers.17' or 'neck.decoder_blocks.3'")
+
+    @property
+    def teacher_stop_at(self) -> Optional[str]:
+        """The resolved teacher module after which the teacher forward ends (None: full)."""
+        return self._teacher_stop
+
+    @teacher_stop_at.setter
+    def teacher_stop_at(self, value: Optional[str]) -> None:
+        self._teacher_stop = self._resolve_stop(value, self.teacher,
+                                                self.distiller.teacher_recorders, 'teacher_stop_at')
+
+    @property
+    def student_stop_at(self) -> Optional[str]:
+        """The resolved student stop module (None: full); unused with a student loss."""
+        return None if self.calculate_student_loss else self._student_stop
+
+    @student_stop_at.setter
+    def student_stop_at(self, value: Optional[str]) -> None:
+        self._student_stop = self._resolve_stop(value, self.architecture,
+                                                self.distiller.student_recorders, 'student_stop_at')
+
+    # Forward passes ---------------------------------------------------------------------
+    def draw_mask(self, inputs: torch.Tensor) -> MaskSpec:
+        """The step's mask, shared by teacher and student."""
+        return random_masking(inputs.shape[0], self.num_patches, self.mask_ratio, inputs.device)
+
+    def _run_mae(self, model: nn.Module, inputs: torch.Tensor, masks: MaskSpec,
+                 stop_at: Optional[str], with_loss: bool) -> Optional[torch.Tensor]:
+        """Encoder on the visible patches, decoder, optionally MAE's pixel loss.
+
+        Returns the pixel loss when ``with_loss``; ends early (returning None)
+        after the module ``stop_at``.
+        """
+        stop_module = find_module(model, stop_at) if stop_at else None
+        finished = False
+        with _stop_after(stop_module):
+            latent = encode_visible(model.backbone, inputs, masks.ids_keep)
+            pred = model.neck(latent, masks.ids_restore)
+            finished = True
+        if stop_module is not None and finished and not self._warned_no_stop:
+            self._warned_no_stop = True
+            warnings.warn(f'MaskedImageDistill: stop module {stop_at!r} did not run in the '
+                          'masked forward, so the whole model ran', stacklevel=2)
+        if not finished or not with_loss:
+            return None
+        return model.head.loss(pred, inputs, masks.mask)
+
+    def loss(self,
+             inputs: torch.Tensor,
+             data_samples: Optional[List[BaseDataElement]] = None,
+             teacher_inputs: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        if isinstance(inputs, (list, tuple)):  # SelfSupDataPreprocessor with one view
+            inputs = inputs[0]
+        if isinstance(teacher_inputs, (list, tuple)):
+            teacher_inputs = teacher_inputs[0]
+        masks = self.draw_mask(inputs)
+        distill = not bool(self.distillation_stopped)
+        if distill:
+            with torch.no_grad(), self.distiller.teacher_recorders:
+                self._run_mae(self.teacher, inputs if teacher_inputs is None else teacher_inputs,
+                              masks, self.teacher_stop_at, with_loss=False)
+        losses: Dict[str, torch.Tensor] = {}
+        with self.distiller.student_recorders:
+            pixel_loss = self._run_mae(self.architecture, inputs, masks, self.student_stop_at,
+                                       with_loss=self.calculate_student_loss)
+        if pixel_loss is not None:
+            losses['loss_mae'] = pixel_loss
+        if distill:
+            losses.update(self.distiller.compute_distill_losses(data_samples))
+        self.distiller.teacher_recorders.reset()
+        self.distiller.student_recorders.reset()
+        return losses

@@ -1,0 +1,3 @@
+from .distill_token_head import DistillTokenClsHead
+
+__all__ = ['DistillTokenClsHead']
