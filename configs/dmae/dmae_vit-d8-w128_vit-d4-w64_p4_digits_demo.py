@@ -2,7 +2,7 @@
 # its pixel loss and aligns its block 3 of 4 (index 2, 3/4 depth, like 9 of 12 in the
 # paper), projected 64->128, with the teacher's block 6 of 8 (index 5, like 18 of 24),
 # L1 on per-token L2-normalised features of the visible tokens. Both encoders see the same
-# 16 of 64 patches (mask ratio 0.75); the teacher runs 6 of its 8 blocks and no decoder.
+# 4 of 16 patches (mask ratio 0.75); the teacher runs 6 of its 8 blocks and no decoder.
 # Same images, steps, schedule and seed as the plain-MAE baseline.
 _base_ = [
     '../_base_/datasets/digits_mae.py', '../_base_/schedules/digits_mae.py',
@@ -18,7 +18,7 @@ model = dict(
     teacher=dict(cfg_path='mmkd::_base_/models/mae_vit-d8-w128_p4_digits.py', pretrained=False),
     teacher_ckpt=teacher_ckpt,
     mask_ratio=0.75,
-    teacher_stop_at='auto',  # after the deepest recorded teacher module: backbone.layers.5
+    teacher_early_exit=True,  # the teacher stops once backbone.layers.5 is recorded
     calculate_student_loss=True,  # MAE pixel loss, logged as loss_mae
     distiller=dict(
         type='ConfigurableDistiller',

@@ -3,7 +3,7 @@
 # training images are dropped). Every *_ft-*_demo.py config runs exactly this recipe
 # (steps, schedule, seed) from a different pre-trained encoder.
 _base_ = [
-    '../_base_/datasets/digits_32.py', '../_base_/schedules/digits_vit_finetune.py',
+    '../_base_/datasets/digits.py', '../_base_/schedules/digits_vit_finetune.py',
     '../_base_/models/vit-d4-w64_p4_digits_cls.py'
 ]
 labelled_fraction = 0.1

@@ -2,7 +2,7 @@
 # (DistilledVisionTransformer + DistillTokenClsHead; class-token CE only, weight 1), to
 # separate the effect of the distillation token's teacher labels from the architecture.
 _base_ = [
-    '../_base_/datasets/digits_32.py', '../_base_/schedules/digits_vit_finetune.py'
+    '../_base_/datasets/digits.py', '../_base_/schedules/digits_vit_finetune.py'
 ]
 labelled_fraction = 0.1
 # tools/model_converters/mae_distill_to_vit.py IN.pth OUT.pth --distilled
@@ -18,7 +18,7 @@ model = dict(
     backbone=dict(
         type='DistilledVisionTransformer',
         arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
-        img_size=32,
+        img_size=16,
         patch_size=4,
         drop_path_rate=0.1,
         out_type='cls_token',

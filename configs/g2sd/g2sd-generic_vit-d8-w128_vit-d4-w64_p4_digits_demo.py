@@ -2,7 +2,7 @@
 # (encoder depth 4 width 64, decoder depth 2 width 32) has no pixel loss; a predictor MLP
 # (32 -> 64 -> 64, GELU) on its last decoder block regresses the layer-normalised hidden
 # states of the teacher decoder's block 2 of 4 (index 1, half way like 4 of 8 in the paper)
-# for all 65 tokens, smooth-L1 with beta 2. Both see the same 16 of 64 patches; the teacher
+# for all 17 tokens, smooth-L1 with beta 2. Both see the same 4 of 16 patches; the teacher
 # stops after that decoder block, the student after its last decoder block.
 # Same images, steps, schedule and seed as the plain-MAE baseline.
 _base_ = [
@@ -18,8 +18,8 @@ model = dict(
     teacher=dict(cfg_path='mmkd::_base_/models/mae_vit-d8-w128_p4_digits.py', pretrained=False),
     teacher_ckpt=teacher_ckpt,
     mask_ratio=0.75,
-    teacher_stop_at='auto',  # neck.decoder_blocks.1
-    student_stop_at='auto',  # neck.decoder_blocks.1 (its last): no decoder_norm/decoder_pred
+    teacher_early_exit=True,  # stops after neck.decoder_blocks.1 (of 4)
+    student_early_exit=True,  # stops after its last decoder block: no norm/pixel head
     calculate_student_loss=False,
     distiller=dict(
         type='ConfigurableDistiller',

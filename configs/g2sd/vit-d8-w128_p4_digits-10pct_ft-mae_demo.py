@@ -1,7 +1,7 @@
 # The fine-tuned teacher of G2SD's specific stage: the MAE-pre-trained tiny teacher ViT
 # (depth 8, width 128) fine-tuned on the 10% labelled digits, same recipe as the students.
 _base_ = [
-    '../_base_/datasets/digits_32.py', '../_base_/schedules/digits_vit_finetune.py',
+    '../_base_/datasets/digits.py', '../_base_/schedules/digits_vit_finetune.py',
     '../_base_/models/vit-d8-w128_p4_digits_cls.py'
 ]
 labelled_fraction = 0.1

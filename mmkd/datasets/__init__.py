@@ -1,12 +1,24 @@
+from .cached_teacher import CachedTeacherDataset, data_fingerprint, replay_rng, teacher_fingerprint
 from .digits import UNLABELLED, DigitsDataset
 from .shapes import (
-                     SHAPES_CLASSES,
-                     SHAPES_PALETTE,
-                     SHAPES_SEG_CLASSES,
-                     SHAPES_SEG_PALETTE,
-                     ensure_shapes,
-                     generate_shapes,
+                             SHAPES_CLASSES,
+                             SHAPES_PALETTE,
+                             SHAPES_SEG_CLASSES,
+                             SHAPES_SEG_PALETTE,
+                             ensure_shapes,
+                             generate_shapes,
 )
 
-__all__ = ['DigitsDataset', 'UNLABELLED', 'generate_shapes', 'ensure_shapes', 'SHAPES_CLASSES',
+__all__ = ['CachedTeacherDataset', 'data_fingerprint', 'teacher_fingerprint', 'replay_rng',
+           'DigitsDataset', 'UNLABELLED', 'generate_shapes', 'ensure_shapes', 'SHAPES_CLASSES',
            'SHAPES_PALETTE', 'SHAPES_SEG_CLASSES', 'SHAPES_SEG_PALETTE']
+# issue 9 (MST-Distill)
+from .cross_modal_digits import (  # noqa: E402
+                     CrossModalDigitsDataset,
+                     MultiModalArrayDataset,
+                     PackMultiModalInputs,
+                     audio_signal,
+)
+
+__all__ += ['CrossModalDigitsDataset', 'MultiModalArrayDataset', 'PackMultiModalInputs',
+            'audio_signal']

@@ -1,8 +1,8 @@
 # Digits (mmkd.DigitsDataset) for masked-image pre-training / distillation of tiny ViTs:
-# all 1,438 training images, labels unused, 32x32 (patch 4 -> an 8x8 patch grid).
+# all 1,438 training images, labels unused, 16x16 (patch 4 -> a 4x4 patch grid).
 # Written for default_scope='mmpretrain'.
 default_scope = 'mmpretrain'
-img_size = 32
+img_size = 16
 dataset_type = 'mmkd.DigitsDataset'
 data_preprocessor = dict(
     type='SelfSupDataPreprocessor',

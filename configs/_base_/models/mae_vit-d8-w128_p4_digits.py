@@ -1,5 +1,5 @@
 # Tiny MAE teacher for the digits demos: ViT depth 8, width 128, 4 heads, patch 4 on
-# 32x32 images (64 patches); decoder depth 4, width 64 (mmpretrain MAE, random init).
+# 16x16 images (16 patches); decoder depth 4, width 64 (mmpretrain MAE, random init).
 model = dict(
     # mmseg also registers an 'MAE' (a backbone): name the package explicitly
     _scope_='mmpretrain',
@@ -10,12 +10,12 @@ model = dict(
     backbone=dict(
         type='MAEViT',
         arch=dict(embed_dims=128, num_layers=8, num_heads=4, feedforward_channels=512),
-        img_size=32,
+        img_size=16,
         patch_size=4,
         mask_ratio=0.75),
     neck=dict(
         type='MAEPretrainDecoder',
-        num_patches=64,
+        num_patches=16,
         patch_size=4,
         in_chans=3,
         embed_dim=128,

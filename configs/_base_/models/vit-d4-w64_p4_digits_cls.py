@@ -1,4 +1,4 @@
-# Classifier on the tiny student ViT (depth 4, width 64, patch 4, 32x32), MAE fine-tuning
+# Classifier on the tiny student ViT (depth 4, width 64, patch 4, 16x16), MAE fine-tuning
 # recipe: mean of the patch tokens + LayerNorm (out_type='avg_featmap', final_norm=False).
 # Set model.backbone.init_cfg to start from a converted pre-training checkpoint
 # (tools/model_converters/mae_distill_to_vit.py).
@@ -11,7 +11,7 @@ model = dict(
     backbone=dict(
         type='VisionTransformer',
         arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
-        img_size=32,
+        img_size=16,
         patch_size=4,
         drop_path_rate=0.1,
         out_type='avg_featmap',

@@ -1,7 +1,7 @@
 # Short AdamW schedule for masked-image pre-training / distillation of tiny ViTs on digits.
 # Includes the shared runtime (checkpoint/logger hooks are set here, iteration based).
 _base_ = ['../default_runtime.py']
-max_iters = 1500
+max_iters = 800
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),

@@ -8,3 +8,12 @@ from ..heads import DistillTokenClsHead  # noqa: E402,F401
 from .masked_image_distill import MaskedImageDistill, MaskSpec, random_masking  # noqa: E402
 
 __all__ += ['MaskedImageDistill', 'MaskSpec', 'random_masking']
+# issue 9 (MST-Distill)
+from .multi_teacher_distill import MultiTeacherDistill  # noqa: E402
+from .multimodal_classifier import ConvEncoder1d, ConvEncoder2d, MLPEncoder, MultiModalClassifier  # noqa: E402
+from .multimodal_data_preprocessor import MultiModalDataPreprocessor, MultiTeacherDataPreprocessor  # noqa: E402
+from .teacher_combiners import AverageTeachers, FixedWeightTeachers, MSTRouter  # noqa: E402
+
+__all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'ConvEncoder2d',
+            'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
+            'AverageTeachers', 'FixedWeightTeachers', 'MSTRouter']

@@ -1,9 +1,7 @@
 """Distillation between masked autoencoders that see exactly the same visible patches."""
 from __future__ import annotations
 
-import contextlib
-import warnings
-from typing import Dict, Iterator, List, NamedTuple, Optional, Union
+from typing import Dict, List, NamedTuple, Optional, Union
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -11,7 +9,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from ..recorders import ModuleInputs, ModuleOutputs, find_module
+from ..recorders import EarlyExit
 from .single_teacher_distill import SingleTeacherDistill
 
 _MAE_LAYOUT = ('an mmpretrain MAE model: type=\'MAE\' with backbone MAEViT (patch_embed, '
@@ -77,74 +75,48 @@ def encode_visible(backbone: nn.Module, inputs: torch.Tensor,
     return x
 
 
-class _StopForward(Exception):
-    """Raised by a forward hook to end a forward pass after a given module."""
-
-
-@contextlib.contextmanager
-def _stop_after(module: Optional[nn.Module]) -> Iterator[None]:
-    """End the forward right after ``module`` ran (its recorders have already fired).
-
-    Recorders' hooks are registered when the algorithm is built, so they run
-    before this hook, which is registered per step. ``None``: run everything.
-    """
-    if module is None:
-        yield
-        return
-
-    def hook(*_):
-        raise _StopForward
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-
-
 @MODELS.register_module()
 class MaskedImageDistill(SingleTeacherDistill):
     """Masked-image distillation from an MAE teacher into an MAE student (DMAE, G2SD).
 
     The algorithm owns the random masking: each step draws one :class:`MaskSpec`
     (MAE's per-sample masking, ``mask_ratio``) and both encoders run on exactly
-    those visible patches (same ``ids_keep``); the decoders restore the same
-    order (same ``ids_restore``). Then, as in :class:`SingleTeacherDistill`, the
+    those visible patches (same ``ids_keep``); both decoders restore the same order
+    (same ``ids_restore``). Then, as in :class:`SingleTeacherDistill`, the
     distiller's recorders capture teacher and student tensors (e.g. a block's
     output: ``ModuleOutputs`` with source ``'backbone.layers.17'`` or
     ``'neck.decoder_blocks.3'``) and connectors/losses turn them into
     ``distill.<name>`` losses.
 
-    * **Teacher truncation** (DMAE's efficiency point): the teacher forward stops
-      right after ``teacher_stop_at``. ``'auto'`` (default) = the deepest module a
-      teacher recorder reads (in module-registration order, which is the execution
-      order of MAEViT + MAEPretrainDecoder), so a teacher aligned at block 18 of 24
-      runs 18 blocks on the visible tokens only and never its decoder. ``None``
-      runs the whole teacher (encoder, decoder, prediction).
+    * **Teacher truncation** (DMAE's efficiency point) is the engine's
+      ``teacher_early_exit`` (default True): the teacher forward ends as soon as
+      every teacher tensor the losses read is recorded, so a teacher aligned at
+      block 18 of 24 runs 18 blocks on the visible tokens and never its decoder.
+      ``teacher_early_exit=False`` runs the whole teacher (encoder, decoder,
+      prediction), e.g. to measure the saving.
     * **Student**: with ``calculate_student_loss=True`` (DMAE) the student runs
       fully and adds MAE's pixel loss on the masked patches, logged as
       ``loss_mae`` (not ``loss``, which mmengine uses for the total). With
-      ``False`` (G2SD's generic stage) the student has no task loss and, like the
-      teacher, stops after ``student_stop_at`` ('auto': its deepest recorded
-      module).
+      ``False`` (G2SD's generic stage) the student has no task loss and, with
+      ``student_early_exit=True``, also stops once its recorded tensors are there
+      (e.g. after its last decoder block: no decoder norm or pixel prediction).
 
     The teacher is frozen, in eval mode, runs under ``no_grad`` and is held outside
     the module tree (not in ``parameters()``, the optimizer or checkpoints).
+    ``predict``/``tensor`` modes are the student MAE's (unmasked features).
 
     Args:
         distiller (dict): usually ``ConfigurableDistiller``.
         teacher (dict | nn.Module): an MAE model (``dict(cfg_path=...)`` or a model
-            dict), typically larger than the student; same patch grid.
+            dict), typically larger than the student, cutting images into the same
+            patch grid.
         architecture (dict | nn.Module): the student MAE model.
         teacher_ckpt (str, optional): teacher weights (an MAE pre-training
             checkpoint), loaded with ``weights_only=True``.
         mask_ratio (float): share of patches hidden from both encoders, in [0, 1).
-        teacher_stop_at (str | None): 'auto', None, or a teacher module path.
-        student_stop_at (str | None): 'auto', None, or a student module path; only
-            used when ``calculate_student_loss=False``.
         calculate_student_loss (bool): add MAE's pixel loss of the student.
+        teacher_early_exit (bool): end the teacher forward once its records are there.
+        student_early_exit (bool): same for the student, only without a student loss.
         teacher_data_preprocessor (dict, optional): when the teacher needs another
             normalisation; the masks are shared all the same.
         data_preprocessor (dict, optional): overrides the student's.
@@ -157,9 +129,9 @@ class MaskedImageDistill(SingleTeacherDistill):
                  architecture: Union[dict, nn.Module],
                  teacher_ckpt: Optional[str] = None,
                  mask_ratio: float = 0.75,
-                 teacher_stop_at: Optional[str] = 'auto',
-                 student_stop_at: Optional[str] = 'auto',
                  calculate_student_loss: bool = True,
+                 teacher_early_exit: bool = True,
+                 student_early_exit: bool = True,
                  teacher_data_preprocessor: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -167,6 +139,7 @@ class MaskedImageDistill(SingleTeacherDistill):
                          teacher_ckpt=teacher_ckpt, teacher_forward_mode='tensor',
                          teacher_data_preprocessor=teacher_data_preprocessor,
                          calculate_student_loss=calculate_student_loss,
+                         teacher_early_exit=teacher_early_exit,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self._check_mae(self.architecture, 'architecture', need_head=calculate_student_loss)
         self._check_mae(self.teacher, 'teacher', need_head=False)
@@ -178,16 +151,17 @@ class MaskedImageDistill(SingleTeacherDistill):
                 f'masks: teacher {t_grid} vs architecture (student) {s_grid}; set the same '
                 'img_size/patch_size ratio in both backbones')
         self.num_patches = s_grid[0] * s_grid[1]
-        if not isinstance(mask_ratio, (int, float)) or not 0.0 <= mask_ratio < 1.0:
+        if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) \
+                or not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f'mask_ratio={mask_ratio!r}; valid: a number in [0, 1)')
         if int(self.num_patches * (1 - mask_ratio)) < 1:
             raise ValueError(
                 f'mask_ratio={mask_ratio} leaves no visible patch out of {self.num_patches}; '
                 f'valid: mask_ratio < {1 - 1 / self.num_patches:.4f}')
         self.mask_ratio = float(mask_ratio)
-        self.teacher_stop_at = teacher_stop_at
-        self.student_stop_at = student_stop_at
-        self._warned_no_stop = False
+        self.student_early_exit = student_early_exit and not calculate_student_loss
+        if self.student_early_exit:
+            self.distiller.student_recorders.set_early_exit(self._student_record_needs())
 
     # Configuration -------------------------------------------------------------------
     @staticmethod
@@ -195,72 +169,48 @@ class MaskedImageDistill(SingleTeacherDistill):
         backbone = getattr(model, 'backbone', None)
         missing = [a for a in ('patch_embed', 'pos_embed', 'cls_token', 'layers', 'patch_resolution')
                    if backbone is None or not hasattr(backbone, a)]
-        if missing or not hasattr(model, 'neck') or model.neck is None:
+        if not missing and getattr(model, 'neck', None) is None:
+            missing = ['neck']
+        if missing:
             raise TypeError(f'{key} must be {_MAE_LAYOUT}; got {type(model).__name__} with '
-                            f'backbone {type(backbone).__name__} (missing: {missing or ["neck"]})')
+                            f'backbone {type(backbone).__name__} (missing: {missing})')
         if need_head and getattr(model, 'head', None) is None:
             raise TypeError(f'{key} has no head: calculate_student_loss=True needs '
                             "MAEPretrainHead (or set calculate_student_loss=False)")
 
-    def _resolve_stop(self, value, model: nn.Module, manager, key: str) -> Optional[str]:
-        if value is None:
-            return None
-        if value == 'auto':
-            recorders = list(manager.recorders.values())
-            if not recorders or not all(isinstance(r, (ModuleOutputs, ModuleInputs))
-                                        for r in recorders):
-                return None  # nothing to stop after, or a method/function recorder
-            order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-            return max((r.source for r in recorders), key=lambda s: order[s])
-        if isinstance(value, str):
-            find_module(model, value, what=key)  # raises naming the closest paths
-            return value
-        raise TypeError(f"{key}={value!r}; valid: 'auto', None or a module path such as "
-                        "'backbone.layers.17' or 'neck.decoder_blocks.3'")
-
-    @property
-    def teacher_stop_at(self) -> Optional[str]:
-        """The resolved teacher module after which the teacher forward ends (None: full)."""
-        return self._teacher_stop
-
-    @teacher_stop_at.setter
-    def teacher_stop_at(self, value: Optional[str]) -> None:
-        self._teacher_stop = self._resolve_stop(value, self.teacher,
-                                                self.distiller.teacher_recorders, 'teacher_stop_at')
-
-    @property
-    def student_stop_at(self) -> Optional[str]:
-        """The resolved student stop module (None: full); unused with a student loss."""
-        return None if self.calculate_student_loss else self._student_stop
-
-    @student_stop_at.setter
-    def student_stop_at(self, value: Optional[str]) -> None:
-        self._student_stop = self._resolve_stop(value, self.architecture,
-                                                self.distiller.student_recorders, 'student_stop_at')
+    def _student_record_needs(self) -> Optional[Dict[str, Optional[int]]]:
+        """Student recorder name -> calls the losses read (the teacher's rule, mirrored)."""
+        needs: Dict[str, Optional[int]] = {}
+        for mapping in self.distiller.loss_forward_mappings.values():
+            for source in mapping.values():
+                if 'from_data' in source or not source.get('from_student', True):
+                    continue
+                idx = source.get('record_idx', 0)
+                name = source['recorder']
+                if idx < 0 or needs.get(name, 0) is None:
+                    needs[name] = None
+                else:
+                    needs[name] = max(needs.get(name, 0), idx + 1)
+        return needs or None
 
     # Forward passes ---------------------------------------------------------------------
     def draw_mask(self, inputs: torch.Tensor) -> MaskSpec:
         """The step's mask, shared by teacher and student."""
         return random_masking(inputs.shape[0], self.num_patches, self.mask_ratio, inputs.device)
 
-    def _run_mae(self, model: nn.Module, inputs: torch.Tensor, masks: MaskSpec,
-                 stop_at: Optional[str], with_loss: bool) -> Optional[torch.Tensor]:
-        """Encoder on the visible patches, decoder, optionally MAE's pixel loss.
+    @staticmethod
+    def run_mae(model: nn.Module, inputs: torch.Tensor, masks: MaskSpec,
+                with_loss: bool) -> Optional[torch.Tensor]:
+        """Encoder on the visible patches, decoder, and MAE's pixel loss if ``with_loss``.
 
-        Returns the pixel loss when ``with_loss``; ends early (returning None)
-        after the module ``stop_at``.
+        Ends early (returning None) when a recorder manager raises ``EarlyExit``.
         """
-        stop_module = find_module(model, stop_at) if stop_at else None
-        finished = False
-        with _stop_after(stop_module):
+        try:
             latent = encode_visible(model.backbone, inputs, masks.ids_keep)
             pred = model.neck(latent, masks.ids_restore)
-            finished = True
-        if stop_module is not None and finished and not self._warned_no_stop:
-            self._warned_no_stop = True
-            warnings.warn(f'MaskedImageDistill: stop module {stop_at!r} did not run in the '
-                          'masked forward, so the whole model ran', stacklevel=2)
-        if not finished or not with_loss:
+        except EarlyExit:
+            return None
+        if not with_loss:
             return None
         return model.head.loss(pred, inputs, masks.mask)
 
@@ -276,12 +226,12 @@ class MaskedImageDistill(SingleTeacherDistill):
         distill = not bool(self.distillation_stopped)
         if distill:
             with torch.no_grad(), self.distiller.teacher_recorders:
-                self._run_mae(self.teacher, inputs if teacher_inputs is None else teacher_inputs,
-                              masks, self.teacher_stop_at, with_loss=False)
+                self.run_mae(self.teacher, inputs if teacher_inputs is None else teacher_inputs,
+                             masks, with_loss=False)
         losses: Dict[str, torch.Tensor] = {}
         with self.distiller.student_recorders:
-            pixel_loss = self._run_mae(self.architecture, inputs, masks, self.student_stop_at,
-                                       with_loss=self.calculate_student_loss)
+            pixel_loss = self.run_mae(self.architecture, inputs, masks,
+                                      with_loss=self.calculate_student_loss)
         if pixel_loss is not None:
             losses['loss_mae'] = pixel_loss
         if distill:

@@ -22,6 +22,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .multimodal_data_preprocessor import build_data_preprocessor, build_mmkd
+
 
 @MODELS.register_module()
 class ConvEncoder2d(nn.Module):
@@ -131,7 +133,6 @@ class MultiModalClassifier(BaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is not None and isinstance(data_preprocessor, dict):
-            from .multimodal_data_preprocessor import build_data_preprocessor
             data_preprocessor = build_data_preprocessor(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not isinstance(encoders, dict) or not encoders:
@@ -139,7 +140,7 @@ class MultiModalClassifier(BaseModel):
                             f'(modality -> encoder config), got {encoders!r}')
         self.encoders = nn.ModuleDict()
         for key, cfg in encoders.items():
-            encoder = cfg if isinstance(cfg, nn.Module) else MODELS.build(cfg)
+            encoder = cfg if isinstance(cfg, nn.Module) else build_mmkd(cfg)
             if not hasattr(encoder, 'out_dim'):
                 raise TypeError(f'encoders.{key}: {type(encoder).__name__} has no `out_dim`')
             self.encoders[key] = encoder

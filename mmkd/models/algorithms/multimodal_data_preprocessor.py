@@ -178,4 +178,15 @@ def build_data_preprocessor(cfg: Optional[Union[dict, nn.Module]]) -> Optional[n
     if '_scope_' in cfg:
         from mmkd.utils.model_builder import build_in_scope
         return build_in_scope(cfg, None)
-    return MODELS.build(cfg)
+    return build_mmkd(cfg)
+
+
+def build_mmkd(cfg: dict) -> nn.Module:
+    """Build ``cfg`` from mmkd's registry whatever the current default scope is.
+
+    A task config (``default_scope='mmpretrain'``) would otherwise make the
+    registry look for unprefixed mmkd types in mmpretrain's registry.
+    """
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmkd'):
+        return MODELS.build(cfg)

@@ -19,6 +19,19 @@ from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocess
 _TEACHER_MODES = ('tensor', 'loss', 'predict')
 
 
+def cached_teacher_outputs(data_samples) -> Optional[Dict[str, torch.Tensor]]:
+    """Stack the per-sample cached teacher tensors, if every sample carries them."""
+    if not data_samples:
+        return None
+    per_sample = [getattr(s, 'teacher_outputs', None) for s in data_samples]
+    if all(p is None for p in per_sample):
+        return None
+    if any(p is None for p in per_sample):
+        raise ValueError('only part of the batch carries cached teacher outputs; wrap the '
+                         'whole training set with CachedTeacherDataset')
+    return {k: torch.stack([p[k] for p in per_sample]) for k in per_sample[0]}
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Make ``module`` a constant: no grad, eval mode (BN/dropout frozen)."""
     module.eval()
@@ -80,6 +93,9 @@ class SingleTeacherDistill(BaseAlgorithm):
         self.teacher_forward_mode = teacher_forward_mode
         self.calculate_student_loss = calculate_student_loss
 
+        # Kept to fingerprint the teacher against a cache of its outputs.
+        self._teacher_cfg, self._teacher_ckpt = teacher, teacher_ckpt
+        self._checked_cache_fingerprint = None
         teacher_model, teacher_info = build_task_model(teacher, key='teacher')
         if hasattr(teacher_model, 'init_weights') and teacher_ckpt is None:
             teacher_model.init_weights()
@@ -131,12 +147,36 @@ class SingleTeacherDistill(BaseAlgorithm):
             except EarlyExit:
                 pass  # every recorded tensor the losses need is there
 
+    def teacher_fingerprint(self) -> str:
+        from mmkd.datasets.cached_teacher import teacher_fingerprint
+        return teacher_fingerprint(self._teacher_cfg, self._teacher_ckpt,
+                                   self.distiller.teacher_sources())
+
+    def _check_cache_fingerprint(self, fingerprint: Optional[str]) -> None:
+        if fingerprint is not None and fingerprint == self._checked_cache_fingerprint:
+            return
+        mine = self.teacher_fingerprint()
+        if fingerprint != mine:
+            raise ValueError(
+                'the cached teacher outputs were computed by another teacher: config, '
+                f'teacher_ckpt={self._teacher_ckpt!r} or recorded sources differ (cache '
+                f'fingerprint {str(fingerprint)[:12]} != {mine[:12]}). Rebuild the cache with '
+                '`python tools/cache_teacher.py CONFIG --out DIR`.')
+        self._checked_cache_fingerprint = fingerprint
+
     def loss(self,
              inputs: torch.Tensor,
              data_samples: Optional[List[BaseDataElement]] = None,
              teacher_inputs: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         distill = not bool(self.distillation_stopped)
-        if distill:
+        cached = cached_teacher_outputs(data_samples) if distill else None
+        if cached is not None:
+            # Targets replayed from tools/cache_teacher.py: no teacher forward at all.
+            self._check_cache_fingerprint(data_samples[0].get('teacher_fingerprint'))
+            self.distiller.inject_teacher_sources(
+                {k: v.to(inputs.device if torch.is_tensor(inputs) else v.device)
+                 for k, v in cached.items()})
+        elif distill:
             self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs,
                                   data_samples)
         losses: Dict[str, torch.Tensor] = {}

@@ -34,6 +34,16 @@ def _data_field(data_samples: Optional[List[Any]], field: str, where: str) -> to
     return torch.stack(values)
 
 
+def teacher_source_key(source: Dict) -> str:
+    data_idx = source.get('data_idx')
+    return f"{source['recorder']}:{source.get('record_idx', 0)}:{'' if data_idx is None else data_idx}"
+
+
+def parse_teacher_source_key(key: str):
+    name, record_idx, data_idx = key.rsplit(':', 2)
+    return name, int(record_idx), (int(data_idx) if data_idx != '' else None)
+
+
 @MODELS.register_module()
 class ConfigurableDistiller(nn.Module):
     """The default distiller: recorders -> (connectors) -> losses, named in a config.
@@ -160,6 +170,53 @@ class ConfigurableDistiller(nn.Module):
                 else:
                     needs[name] = max(needs.get(name, 0), count)
         return needs
+
+    def teacher_sources(self) -> List[str]:
+        """Keys ``'recorder:record_idx:data_idx'`` of every teacher tensor a loss reads.
+
+        These are what a teacher-output cache stores (``tools/cache_teacher.py``).
+        """
+        keys = []
+        for mapping in self.loss_forward_mappings.values():
+            for source in mapping.values():
+                if 'from_data' in source or source.get('from_student', True):
+                    continue
+                key = teacher_source_key(source)
+                if key not in keys:
+                    keys.append(key)
+        return keys
+
+    def read_teacher_sources(self) -> Dict[str, torch.Tensor]:
+        """The recorded teacher tensors of this step, by :meth:`teacher_sources` key."""
+        out = {}
+        for key in self.teacher_sources():
+            name, record_idx, data_idx = parse_teacher_source_key(key)
+            recorder = self.teacher_recorders.get_recorder(name)
+            out[key] = recorder.get_record_data(record_idx, data_idx)
+        return out
+
+    def inject_teacher_sources(self, values: Dict[str, torch.Tensor]) -> None:
+        """Fill the teacher recorders from cached tensors instead of a teacher forward."""
+        expected = self.teacher_sources()
+        missing = [k for k in expected if k not in values]
+        if missing:
+            raise KeyError(f'the teacher cache lacks {missing}; it holds {sorted(values)}. '
+                           'Rebuild it with tools/cache_teacher.py for this config.')
+        self.teacher_recorders.reset()
+        for key in expected:
+            name, record_idx, data_idx = parse_teacher_source_key(key)
+            buffer = self.teacher_recorders.get_recorder(name).data_buffer
+            while len(buffer) <= record_idx:
+                buffer.append(None)
+            if data_idx is None:
+                buffer[record_idx] = values[key]
+            else:
+                slot = buffer[record_idx]
+                slot = list(slot) if isinstance(slot, (list, tuple)) else []
+                while len(slot) <= data_idx:
+                    slot.append(None)
+                slot[data_idx] = values[key]
+                buffer[record_idx] = slot
 
     def prepare_from_student(self, student: nn.Module) -> None:
         self.student_recorders.prepare_from_model(student)

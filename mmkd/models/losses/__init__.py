@@ -3,11 +3,16 @@ from .cwd import ChannelWiseDivergence
 from .dkd_loss import DKDLoss
 from .kl_divergence import KLDivergence
 from .l2_loss import L2Loss
+from .mgd_loss import MGDLoss
 
-__all__ = ['ACAMKDLoss', 'KLDivergence', 'L2Loss', 'ChannelWiseDivergence', 'DKDLoss']
+__all__ = ['ACAMKDLoss', 'KLDivergence', 'L2Loss', 'ChannelWiseDivergence', 'DKDLoss', 'MGDLoss']
 # issue 6 (DMAE/G2SD)
 from .hard_distillation_loss import HardDistillationLoss  # noqa: E402
 from .layer_norm_smooth_l1_loss import LayerNormSmoothL1Loss  # noqa: E402
 from .normalized_l1_loss import NormalizedL1Loss  # noqa: E402
 
 __all__ += ['NormalizedL1Loss', 'LayerNormSmoothL1Loss', 'HardDistillationLoss']
+# issue 9 (MST-Distill)
+from .mst_losses import EnsembleKDLoss, LoadBalanceLoss, RoutedKDLoss  # noqa: E402
+
+__all__ += ['RoutedKDLoss', 'LoadBalanceLoss', 'EnsembleKDLoss']

@@ -1,0 +1,389 @@
+"""Distillation from several (possibly cross-modal) teachers, incl. MST-Distill.
+
+MST-Distill: Li, Yang, Chen, Dong, Chen, Wang. *MST-Distill: Mixture of Specialized
+Teachers for Cross-Modal Knowledge Distillation*. ACM MM 2025, arXiv:2507.07015;
+official code github.com/Gray-OREO/MST-Distill (``main-MST-Distill.py``).
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from typing import Dict, List, NamedTuple, Optional, Union
+
+import torch
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from mmkd.registry import MODELS
+from mmkd.utils.checkpoint import load_teacher_weights
+from mmkd.utils.model_builder import build_task_model
+
+from ..losses.mst_losses import kl_per_sample
+from ..recorders import ModuleOutputs
+from ..recorders.module_outputs import find_module
+from .base_algorithm import BaseAlgorithm
+from .multimodal_classifier import gt_labels, safe_cross_entropy
+from .multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
+
+_TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')
+_MASKNET_KEYS = ('layer', 'name')
+
+
+class Way(NamedTuple):
+    """One (specialised) teacher the combiner sees: a teacher, optionally masked."""
+    name: str
+    teacher: str
+    masknet: Optional[str]  # key in ``self.masknets``; None: the plain teacher
+
+
+@MODELS.register_module()
+class MultiTeacherDistill(BaseAlgorithm):
+    """Train a student from any number of frozen teachers, each on its own inputs.
+
+    Every teacher may read a different modality (``input_key``) of a multimodal batch
+    (``mmkd.PackMultiModalInputs``) through its own data preprocessor; the student
+    reads ``student_input_key``. Teachers are combined by a pluggable ``combiner``:
+    ``AverageTeachers`` (average of soft labels), ``FixedWeightTeachers`` or
+    ``MSTRouter`` (MST-Distill's GateNet + top-k routing + load balancing).
+
+    **MaskNets / specialised teachers** (MST-Distill): ``teachers.<name>.masknets`` is
+    a list of ``dict(layer='fc1', type='MaskNet1d', feat_dim=64, ...)``. Each entry
+    hooks a MaskNet onto that teacher layer; the teacher with that one mask active is
+    one specialised teacher ("way", named ``'<teacher>@<layer>'`` unless ``name`` is
+    given). A teacher without masknets is one way as it is. The combiner sees the
+    ways in order: teachers in config order, their masknets in list order.
+
+    **Stages** (``stage``, switched during training by ``MSTStageHook``):
+
+    * ``'cotrain'`` (official stage 1): student loss + sum over teachers of
+      ``tau^2 KL(p_T || p_S)``. With ``cotrain_teachers=True`` the teachers are
+      trained too, as in the official code: every model m (student and teachers)
+      minimises its cross-entropy plus ``sum_{n != m} tau^2 KL(p_n || p_m)``, nothing
+      detached. Teachers are then part of the module tree (optimizer, checkpoints).
+    * ``'masknet'`` (official stage 2): only the MaskNets learn. For each way with a
+      MaskNet, ``tau^2 KL(p_S || p_way)``: the masked teacher is pulled towards the
+      (eval-mode, no-grad) student's prediction. Teacher weights stay frozen
+      (gradients pass through their activations only).
+    * ``'student'`` (official stage 3): student loss + the combiner's losses on the
+      ways' logits (teachers and MaskNets frozen, no grad).
+
+    Teachers are frozen (``requires_grad=False``), in eval mode and, unless
+    ``cotrain_teachers``, held outside the module tree as in ``SingleTeacherDistill``
+    (absent from optimizer, DDP buckets and checkpoints; moved by ``.to()``).
+    MaskNets and the combiner's router are submodules: trained, saved, resumed.
+
+    Args:
+        architecture (dict | nn.Module): the student (any task model).
+        teachers (dict): name -> ``dict(model=<model dict or dict(cfg_path=...)>,
+            ckpt=None, input_key=None, logits_source=None, masknets=())``.
+            ``input_key``: None (the whole batch inputs), a modality key or a list of
+            keys. ``logits_source``: module path whose output is the logits; None
+            uses the teacher's ``mode='tensor'`` output.
+        combiner (dict): combiner config (see ``teacher_combiners.py``).
+        student_logits (str): module path of the student whose output is its
+            logits (e.g. ``'head.fc'`` for mmpretrain classifiers).
+        student_input_key (str, optional): the student's modality.
+        stage (str): initial stage: 'cotrain', 'masknet' or 'student'.
+        cotrain_teachers (bool): train the teachers in the 'cotrain' stage.
+        cotrain_tau (float): temperature of the co-training KL terms (official 4).
+        masknet_tau (float): temperature of the MaskNet loss (official 4).
+        calculate_student_loss (bool): add the student's task losses.
+        data_preprocessor (dict, optional): overrides the student's preprocessor.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    STAGES = ('cotrain', 'masknet', 'student')
+
+    def __init__(self,
+                 architecture: Union[dict, nn.Module],
+                 teachers: Dict[str, dict],
+                 combiner: dict,
+                 student_logits: str,
+                 student_input_key: Optional[str] = None,
+                 stage: str = 'student',
+                 cotrain_teachers: bool = False,
+                 cotrain_tau: float = 4.0,
+                 masknet_tau: float = 4.0,
+                 calculate_student_loss: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not isinstance(teachers, dict) or not teachers:
+            raise TypeError('teachers must be a non-empty dict: name -> dict(model=..., '
+                            f'ckpt=..., input_key=...), got {teachers!r}')
+        if 'student' in teachers:
+            raise KeyError("teachers: 'student' is reserved (it names the student in the "
+                           'logs); rename that teacher')
+        self.cotrain_teachers = cotrain_teachers
+        self.cotrain_tau = cotrain_tau
+        self.masknet_tau = masknet_tau
+        self.calculate_student_loss = calculate_student_loss
+        self.student_input_key = student_input_key
+
+        self.student_recorder = ModuleOutputs(student_logits)
+        try:
+            self.student_recorder.prepare_from_model(self.architecture)
+        except ValueError as err:
+            raise ValueError(f'student_logits: {err}') from None
+
+        models: Dict[str, nn.Module] = OrderedDict()
+        self.teacher_input_keys: Dict[str, object] = {}
+        self.teacher_recorders: Dict[str, Optional[ModuleOutputs]] = {}
+        for name, cfg in teachers.items():
+            models[name] = self._build_teacher(name, cfg)
+        if cotrain_teachers:
+            self.teacher_models = nn.ModuleDict(models)
+        else:
+            # A list hides the teachers from nn.Module registration (see class docstring).
+            self._teacher_box: List[Dict[str, nn.Module]] = [models]
+        for model in models.values():
+            model.eval()
+            model.requires_grad_(False)
+
+        self.masknets = nn.ModuleDict()
+        self.ways: List[Way] = []
+        self._active_mask: Optional[str] = None
+        self._hook_handles = []
+        for name, cfg in teachers.items():
+            self._build_masknets(name, models[name], cfg.get('masknets') or ())
+        names = [w.name for w in self.ways]
+        if len(set(names)) != len(names):
+            raise ValueError(f'teachers: two ways share a name in {names}; give masknets '
+                             "entries distinct 'name's")
+
+        if not isinstance(combiner, nn.Module):
+            if not isinstance(combiner, dict) or 'type' not in combiner:
+                raise TypeError("combiner must be a dict with 'type' (AverageTeachers, "
+                                f'FixedWeightTeachers, MSTRouter), got {combiner!r}')
+            try:
+                combiner = build_mmkd(combiner)
+            except (TypeError, KeyError) as err:
+                raise type(err)(f'combiner: {err}') from None
+        self.combiner = combiner
+        self.combiner.setup(names)
+
+        self.data_preprocessor = MultiTeacherDataPreprocessor(
+            self.data_preprocessor, student_input_key,
+            {name: (model.data_preprocessor, self.teacher_input_keys[name])
+             for name, model in models.items()})
+        self.stage = 'student'
+        self.set_stage(stage)
+
+    # Building -------------------------------------------------------------------------
+    def _build_teacher(self, name: str, cfg: dict) -> nn.Module:
+        where = f'teachers.{name}'
+        if not isinstance(cfg, dict) or 'model' not in cfg:
+            raise TypeError(f"{where} must be a dict with 'model' (and optional 'ckpt', "
+                            f"'input_key', 'logits_source', 'masknets'), got {cfg!r}")
+        unknown = sorted(set(cfg) - set(_TEACHER_KEYS))
+        if unknown:
+            raise KeyError(f'{where}: unknown keys {unknown}; valid: {list(_TEACHER_KEYS)}')
+        model, _ = build_task_model(cfg['model'], key=f'{where}.model')
+        ckpt = cfg.get('ckpt')
+        if ckpt:
+            load_teacher_weights(model, ckpt, key=f'{where}.ckpt')
+        else:
+            if hasattr(model, 'init_weights'):
+                model.init_weights()
+            if not self.cotrain_teachers:
+                warnings.warn(f'MultiTeacherDistill: {where}.ckpt is not given, the teacher '
+                              'keeps its initial weights (fine for tests, wrong for real '
+                              'training)', stacklevel=3)
+        if not hasattr(model, 'data_preprocessor'):
+            raise TypeError(f'{where}.model: {type(model).__name__} has no data_preprocessor; '
+                            'teachers must be mmengine BaseModels')
+        self.teacher_input_keys[name] = cfg.get('input_key')
+        source = cfg.get('logits_source')
+        recorder = None
+        if source is not None:
+            recorder = ModuleOutputs(source)
+            try:
+                recorder.prepare_from_model(model)
+            except ValueError as err:
+                raise ValueError(f'{where}.logits_source: {err}') from None
+        self.teacher_recorders[name] = recorder
+        return model
+
+    def _build_masknets(self, name: str, teacher: nn.Module, entries) -> None:
+        if not entries:
+            self.ways.append(Way(name, name, None))
+            return
+        if isinstance(entries, dict):
+            raise TypeError(f'teachers.{name}.masknets must be a list of dict(layer=..., '
+                            "type='MaskNet1d', ...), got a dict")
+        for i, entry in enumerate(entries):
+            where = f'teachers.{name}.masknets[{i}]'
+            if not isinstance(entry, dict) or 'layer' not in entry or 'type' not in entry:
+                raise TypeError(f"{where} must be a dict with 'layer' and 'type' (MaskNet1d "
+                                f'or MaskNet2d), got {entry!r}')
+            entry = dict(entry)
+            layer = entry.pop('layer')
+            way_name = entry.pop('name', f'{name}@{layer}')
+            try:
+                module = find_module(teacher, layer, what=f'{where}.layer')
+            except ValueError as err:
+                raise ValueError(str(err)) from None
+            try:
+                masknet = build_mmkd(entry)
+            except (TypeError, KeyError, ValueError) as err:
+                raise type(err)(f'{where}: {err}') from None
+            key = f'{name}_{i}'
+            self.masknets[key] = masknet
+            self._hook_handles.append(module.register_forward_hook(self._mask_hook(key, where)))
+            self.ways.append(Way(way_name, name, key))
+
+    def _mask_hook(self, key: str, where: str):
+        def hook(module, args, output):
+            if self._active_mask != key:
+                return None
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(f'{where}.layer outputs a {type(output).__name__}; a MaskNet '
+                                'needs a tensor: choose a layer that returns one')
+            return self.masknets[key](output)
+        return hook
+
+    # The hidden teachers --------------------------------------------------------------
+    @property
+    def teachers(self) -> Dict[str, nn.Module]:
+        if self.cotrain_teachers:
+            return dict(self.teacher_models.items())
+        return self._teacher_box[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if not self.cotrain_teachers:
+            for teacher in self._teacher_box[0].values():
+                teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def _set_device(self, device: torch.device) -> None:
+        super()._set_device(device)
+        if not self.cotrain_teachers:  # hidden teachers hold their own preprocessors
+            for teacher in self._teacher_box[0].values():
+                if hasattr(teacher, '_set_device'):
+                    teacher._set_device(device)
+
+    def train(self, mode: bool = True) -> 'MultiTeacherDistill':
+        super().train(mode)
+        teachers_learn = mode and self.stage == 'cotrain' and self.cotrain_teachers
+        for teacher in self.teachers.values():
+            teacher.train(teachers_learn)
+        self.masknets.train(mode and self.stage == 'masknet')
+        if self.stage == 'masknet':
+            self.architecture.eval()  # the student only provides targets (official stage 2)
+        return self
+
+    def set_stage(self, stage: str) -> None:
+        """Switch to 'cotrain', 'masknet' or 'student' (see the class docstring)."""
+        if stage not in self.STAGES:
+            raise ValueError(f'stage={stage!r} is not valid; choose one of {self.STAGES}')
+        if stage == 'masknet' and not len(self.masknets):
+            raise ValueError("stage='masknet' but no teacher has masknets; add "
+                             'teachers.<name>.masknets or drop the stage')
+        self.stage = stage
+        for teacher in self.teachers.values():
+            teacher.requires_grad_(stage == 'cotrain' and self.cotrain_teachers)
+        self.train(self.training)
+
+    # Forward --------------------------------------------------------------------------
+    def forward(self, inputs, data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor', **kwargs):
+        if mode in ('predict', 'tensor') and isinstance(inputs, dict) \
+                and self.student_input_key is not None:
+            inputs = select_inputs(inputs, self.student_input_key, 'student_input_key')
+        return super().forward(inputs, data_samples, mode=mode, **kwargs)
+
+    def _teacher_logits(self, name: str, inputs, data_samples) -> torch.Tensor:
+        teacher = self.teachers[name]
+        recorder = self.teacher_recorders[name]
+        if recorder is None:
+            out = teacher(inputs, data_samples, mode='tensor')
+        else:
+            with recorder:
+                teacher(inputs, data_samples, mode='tensor')
+            out = recorder.get_record_data(0)
+            recorder.reset_data_buffer()
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"teachers.{name}: mode='tensor' returned a "
+                            f'{type(out).__name__}, not logits; set teachers.{name}.'
+                            'logits_source to the module that outputs the logits')
+        return out
+
+    def _way_logits(self, way: Way, teacher_inputs, data_samples) -> torch.Tensor:
+        self._active_mask = way.masknet
+        try:
+            return self._teacher_logits(way.teacher, teacher_inputs[way.teacher], data_samples)
+        finally:
+            self._active_mask = None
+
+    def _student_forward(self, inputs, data_samples, mode: str):
+        with self.student_recorder:
+            out = self.architecture(inputs, data_samples, mode=mode)
+        logits = self.student_recorder.get_record_data(0)
+        self.student_recorder.reset_data_buffer()
+        return out, logits
+
+    def loss(self, inputs, data_samples: Optional[List[BaseDataElement]] = None,
+             teacher_inputs: Optional[Dict[str, object]] = None) -> Dict[str, torch.Tensor]:
+        if teacher_inputs is None:
+            raise ValueError('MultiTeacherDistill.loss needs `teacher_inputs`: run the batch '
+                             "through the algorithm's data_preprocessor (train_step does)")
+        if self.stage == 'masknet':
+            return self._masknet_losses(inputs, data_samples, teacher_inputs)
+        if self.stage == 'cotrain':
+            return self._cotrain_losses(inputs, data_samples, teacher_inputs)
+        return self._student_losses(inputs, data_samples, teacher_inputs)
+
+    def _task_forward(self, inputs, data_samples):
+        mode = 'loss' if self.calculate_student_loss else 'tensor'
+        out, logits = self._student_forward(inputs, data_samples, mode)
+        return (dict(out) if self.calculate_student_loss else {}), logits
+
+    def _student_losses(self, inputs, data_samples, teacher_inputs):
+        with torch.no_grad():
+            stacked = torch.stack(
+                [self._way_logits(w, teacher_inputs, data_samples) for w in self.ways], dim=1)
+        losses, s_logits = self._task_forward(inputs, data_samples)
+        for key, value in self.combiner(s_logits, stacked).items():
+            losses[f'distill.{key}'] = value
+        return losses
+
+    def _masknet_losses(self, inputs, data_samples, teacher_inputs):
+        with torch.no_grad():
+            _, s_logits = self._student_forward(inputs, data_samples, 'tensor')
+        losses = {}
+        tau = self.masknet_tau
+        for way in self.ways:
+            if way.masknet is None:
+                continue
+            t_logits = self._way_logits(way, teacher_inputs, data_samples)
+            value = tau**2 * kl_per_sample(s_logits, t_logits, tau).mean()
+            losses[f'masknet.loss_{way.name}'] = value
+        return losses
+
+    def _cotrain_losses(self, inputs, data_samples, teacher_inputs):
+        tau = self.cotrain_tau
+        if not self.cotrain_teachers:
+            with torch.no_grad():
+                t_logits = {n: self._teacher_logits(n, teacher_inputs[n], data_samples)
+                            for n in self.teachers}
+            losses, s_logits = self._task_forward(inputs, data_samples)
+            for name, logits in t_logits.items():
+                kd = tau**2 * kl_per_sample(logits.detach(), s_logits, tau).mean()
+                losses[f'cotrain.loss_kd_{name}'] = kd
+            return losses
+        # Official stage 1: all models learn, each from the labels and from the others.
+        t_logits = {n: self._teacher_logits(n, teacher_inputs[n], data_samples)
+                    for n in self.teachers}
+        losses, s_logits = self._task_forward(inputs, data_samples)
+        labels = gt_labels(data_samples, s_logits.device)
+        all_logits = OrderedDict(student=s_logits, **t_logits)
+        for name, logits in t_logits.items():
+            losses[f'cotrain.{name}.loss_ce'] = safe_cross_entropy(logits, labels)
+        for target, target_logits in all_logits.items():
+            for source, source_logits in all_logits.items():
+                if source == target:
+                    continue
+                kd = tau**2 * kl_per_sample(source_logits, target_logits, tau).mean()
+                losses[f'cotrain.{target}.loss_kd_from_{source}'] = kd
+        return losses
