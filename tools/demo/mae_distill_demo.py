@@ -14,7 +14,7 @@ scikit-learn's 1,797 handwritten digits at 16x16 (patch 4, 16 patches):
   4. the table of top-1 accuracies on the fixed 359-image val split is printed.
 
 Usage: python tools/demo/mae_distill_demo.py [--work-dir work_dirs/mae_distill_demo]
-       [--pretrain-iters N] [--finetune-iters N] [--threads 1]
+       [--pretrain-iters N] [--finetune-iters N] [--seeds 3] [--soft] [--threads 1]
 """
 import argparse
 import glob
@@ -27,7 +27,6 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONVERT = 'tools/model_converters/mae_distill_to_vit.py'
 
 TEACHER_MAE = 'configs/dmae/mae_vit-d8-w128_p4_digits_demo.py'
 STUDENT_MAE = 'configs/dmae/mae_vit-d4-w64_p4_digits_demo.py'
@@ -84,8 +83,17 @@ class Steps:
         print(f'[demo] {name}: {shown} ({seconds:.0f} s)', flush=True)
         return ckpt, value, seconds
 
-    def convert(self, src, dst, *flags):
-        self.run([CONVERT, src, dst, *flags], dst + '.log')
+    @staticmethod
+    def convert(src, dst, **kwargs):
+        """The converter's ``convert`` in-process (same code as the CLI, no start-up)."""
+        sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
+        from convert_kd_ckpt_to_student import atomic_torch_save
+        from mae_distill_to_vit import convert
+
+        from mmkd.utils.checkpoint import safe_torch_load
+        ckpt = safe_torch_load(src)
+        out = convert(ckpt.get('state_dict', ckpt), **kwargs)
+        atomic_torch_save({'state_dict': out, 'meta': {'converted_from': osp.basename(src)}}, dst)
         return dst
 
 
@@ -96,6 +104,10 @@ def main(argv=None):
                         help='override the pre-training steps of every pre-training run')
     parser.add_argument('--finetune-iters', type=int, default=None,
                         help='override the steps of every fine-tuning run')
+    parser.add_argument('--seeds', type=int, default=3,
+                        help='fine-tuning seeds of the student comparison (mean +- std)')
+    parser.add_argument('--soft', action='store_true',
+                        help="also run the specific stage's soft-label option")
     parser.add_argument('--threads', type=int, default=1,
                         help='OMP threads per run (1 is fastest for these tiny models)')
     args = parser.parse_args(argv)
@@ -128,12 +140,11 @@ def main(argv=None):
                                        pre + [f'model.teacher_ckpt={teacher_mae}'])
 
     # 3. converters: encoders -> mmpretrain ViT backbones (MAE fine-tuning layout)
-    ft_flags = ('--no-final-norm', '--out-type', 'avg_featmap')
-    teacher_vit = steps.convert(teacher_mae, osp.join(work, 'vit-d8-w128_mae.pth'), *ft_flags)
-    vit_mae = steps.convert(mae_ckpt, osp.join(work, 'vit-d4-w64_mae.pth'), *ft_flags)
-    vit_dmae = steps.convert(dmae_ckpt, osp.join(work, 'vit-d4-w64_dmae.pth'), *ft_flags)
-    vit_g2sd = steps.convert(g2sd_ckpt, osp.join(work, 'vit-d4-w64_g2sd.pth'), *ft_flags)
-    deit_g2sd = steps.convert(g2sd_ckpt, osp.join(work, 'deit-d4-w64_g2sd.pth'), '--distilled')
+    ft = dict(final_norm=False, out_type='avg_featmap')
+    teacher_vit = steps.convert(teacher_mae, osp.join(work, 'vit-d8-w128_mae.pth'), **ft)
+    vits = {name: steps.convert(ckpt, osp.join(work, f'vit-d4-w64_{name}.pth'), **ft)
+            for name, ckpt in (('mae', mae_ckpt), ('dmae', dmae_ckpt), ('g2sd', g2sd_ckpt))}
+    deit_g2sd = steps.convert(g2sd_ckpt, osp.join(work, 'deit-d4-w64_g2sd.pth'), distilled=True)
 
     # 4. fine-tuning on the 10% labelled images, one recipe for all
     def pretrained(path):
@@ -142,11 +153,14 @@ def main(argv=None):
     results = {}
     t_ckpt, results['teacher'], _ = steps.train('ft_teacher', FT_TEACHER,
                                                 fin + pretrained(teacher_vit), top1)
-    _, results['scratch'], _ = steps.train('ft_scratch', FT_SCRATCH, fin, top1)
-    _, results['mae'], _ = steps.train('ft_mae', FT_MAE, fin + pretrained(vit_mae), top1)
-    _, results['dmae'], _ = steps.train('ft_dmae', FT_DMAE, fin + pretrained(vit_dmae), top1)
-    _, results['g2sd_generic'], _ = steps.train('ft_g2sd_generic', FT_G2SD,
-                                                fin + pretrained(vit_g2sd), top1)
+    student_runs = [('scratch', FT_SCRATCH, []), ('mae', FT_MAE, pretrained(vits['mae'])),
+                    ('dmae', FT_DMAE, pretrained(vits['dmae'])),
+                    ('g2sd_generic', FT_G2SD, pretrained(vits['g2sd']))]
+    for seed in range(args.seeds):
+        for name, config, extra in student_runs:
+            _, value, _ = steps.train(f'ft_{name}_seed{seed}', config,
+                                      fin + extra + [f'randomness.seed={seed}'], top1)
+            results.setdefault(name, []).append(value)
     _, results['deit_g2sd_generic'], _ = steps.train(
         'ft_deit_g2sd_generic', FT_DEIT_G2SD, fin + pretrained(deit_g2sd), top1)
     teacher_ft = osp.join(work, 'teacher_vit-d8-w128_ft.pth')
@@ -155,27 +169,38 @@ def main(argv=None):
             'model.architecture.backbone.init_cfg.checkpoint=' + deit_g2sd]
     _, results['g2sd_specific'], _ = steps.train('ft_g2sd_specific', G2SD_SPECIFIC,
                                                  fin + spec, top1)
-    _, results['g2sd_specific_soft'], _ = steps.train('ft_g2sd_specific_soft',
-                                                      G2SD_SPECIFIC_SOFT, fin + spec, top1)
+    if args.soft:
+        _, results['g2sd_specific_soft'], _ = steps.train(
+            'ft_g2sd_specific_soft', G2SD_SPECIFIC_SOFT, fin + spec, top1)
+
+    def show(value):
+        if isinstance(value, list):
+            mean = sum(value) / len(value)
+            std = (sum((v - mean) ** 2 for v in value) / max(len(value) - 1, 1)) ** 0.5
+            seeds = ', '.join(f'{v:.2f}' for v in value)
+            return f'{mean:6.2f}  +-{std:4.2f}  ({seeds})'
+        return f'{value:6.2f}'
 
     rows = [
-        ('teacher ViT d8-w128: MAE pre-train, fine-tuned (10% labels)', results['teacher']),
-        ('student ViT d4-w64 from scratch (10% labels)', results['scratch']),
-        ('  + plain MAE pre-training', results['mae']),
-        ('  + DMAE pre-training (from the MAE teacher)', results['dmae']),
-        ('  + G2SD generic pre-training', results['g2sd_generic']),
-        ('  + G2SD generic, DeiT layout, no teacher in fine-tuning', results['deit_g2sd_generic']),
-        ('  + G2SD generic + specific (hard teacher labels)*', results['g2sd_specific']),
-        ('  + G2SD generic + specific (soft teacher labels)*', results['g2sd_specific_soft']),
+        ('teacher ViT d8-w128: MAE pre-training, fine-tuned*', 'teacher'),
+        ('student ViT d4-w64 from scratch', 'scratch'),
+        ('  + plain MAE pre-training', 'mae'),
+        ('  + DMAE pre-training (from the MAE teacher)', 'dmae'),
+        ('  + G2SD generic pre-training', 'g2sd_generic'),
+        ('  + G2SD generic; DeiT, fine-tuned without teacher*', 'deit_g2sd_generic'),
+        ('  + G2SD generic + specific, hard teacher labels**', 'g2sd_specific'),
+        ('  + G2SD generic + specific, soft teacher labels**', 'g2sd_specific_soft'),
     ]
     print()
-    print('Digits 16x16 (1,438 train / 359 val), fine-tuned on 10% of the labels, top-1 on val')
-    print('-' * 78)
-    for name, value in rows:
-        print(f'{name:<68} {value:6.2f}%')
-    print('-' * 78)
-    print('* the specific stage also sees the 90% unlabelled training images, labelled '
-          'only by the teacher')
+    print('Digits 16x16 (1,438 train / 359 val), fine-tuned on the 10% labelled images, '
+          f'top-1 (%) on val; student rows: mean +-std over seeds 0..{args.seeds - 1}')
+    print('-' * 96)
+    for name, key in rows:
+        if key in results:
+            print(f'{name:<52} {show(results[key])}')
+    print('-' * 96)
+    print('* seed 0 only. ** seed 0; the specific stage also sees the 90% unlabelled '
+          'training images, labelled only by the teacher')
     print(f'pre-training time: DMAE {dmae_s:.0f} s, G2SD generic {g2sd_s:.0f} s; '
           f'total {time.time() - start:.0f} s')
     with open(osp.join(work, 'results.json'), 'w') as f:

@@ -139,8 +139,9 @@ def main(argv=None):
     parser.add_argument('--format', default='mmpretrain', choices=('mmpretrain', 'mmseg'))
     parser.add_argument('--seed', type=int, default=0, help='seed of the new dist_token')
     args = parser.parse_args(argv)
-    from mmkd.utils.checkpoint import safe_torch_load
     from convert_kd_ckpt_to_student import atomic_torch_save  # same folder
+
+    from mmkd.utils.checkpoint import safe_torch_load
     if not osp.isfile(args.src):
         raise SystemExit(f'error: {args.src!r} does not exist')
     ckpt = safe_torch_load(args.src)
