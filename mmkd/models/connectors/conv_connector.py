@@ -48,6 +48,9 @@ class ConvConnector(nn.Module):
         norm_cfg (dict, optional): ``dict(type='BN'|'GN'|'LN')``.
         act_cfg (dict, optional): ``dict(type='ReLU'|'GELU'|'SiLU'|'LeakyReLU')``.
         bias (bool): conv bias (default: True when no norm).
+        out_size (int | tuple, optional): bilinear resize of the output map, for
+            pairs whose maps differ in stride (e.g. a ViT teacher at stride 16 and
+            a CNN stage at stride 32).
     """
 
     def __init__(self,
@@ -56,7 +59,8 @@ class ConvConnector(nn.Module):
                  kernel_size: int = 1,
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None,
-                 bias: Optional[bool] = None) -> None:
+                 bias: Optional[bool] = None,
+                 out_size=None) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd to keep the map size, got {kernel_size}')
@@ -67,10 +71,16 @@ class ConvConnector(nn.Module):
             if extra is not None:
                 layers.append(extra)
         self.layers = nn.Sequential(*layers)
+        self.out_size = (out_size, out_size) if isinstance(out_size, int) else (
+            tuple(out_size) if out_size is not None else None)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         if feature.dim() != 4 or feature.shape[1] != self.in_channels:
             raise ValueError(
                 f'{type(self).__name__} expects NCHW input with in_channels='
                 f'{self.in_channels}, got shape {tuple(feature.shape)}')
-        return self.layers(feature)
+        out = self.layers(feature)
+        if self.out_size is not None and tuple(out.shape[-2:]) != self.out_size:
+            out = torch.nn.functional.interpolate(out, size=self.out_size, mode='bilinear',
+                                                  align_corners=False)
+        return out
