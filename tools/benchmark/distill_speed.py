@@ -1,0 +1,338 @@
+#!/usr/bin/env python
+"""Time a distillation config against the student alone and a hand-written loop.
+
+In one process, on the same models and the same batches, interleaved rounds of:
+  (a) the student's own train step (the plain task model),
+  (b) the mmkd distillation train step,
+  (c) a hand-written plain-PyTorch step doing the same computation (teacher forward
+      under no_grad up to the recorded tensors, student forward + task losses, the
+      same connectors and distillation losses, backward, optimizer step), no
+      mmengine/mmkd machinery in the loop,
+  (d) the mmkd step with cached teacher outputs (no teacher forward).
+Reports medians, the ratios b/c (framework overhead), b/d and d/a, and the peak
+memory of (a) and (b) (CUDA: max allocated; CPU: peak RSS growth in a fresh
+process); writes JSON and a PNG bar chart.
+
+Batches come from the embedded data (digits for mmpretrain students, the shapes set
+for mmdet/mmseg students) at --input-size, so real-scale configs (ImageNet, COCO,
+Cityscapes pairs) run without their data sets; weights are random.
+
+Usage: python tools/benchmark/distill_speed.py CONFIG [--iters 20] [--batch-size 8]
+           [--input-size 128] [--device cpu|cuda] [--out work_dirs/benchmark]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='mmkd distillation step benchmark')
+    p.add_argument('config')
+    p.add_argument('--iters', type=int, default=20, help='timed rounds')
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--input-size', type=int, default=None,
+                   help='image side (default: 64 classification, 128 dense)')
+    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    p.add_argument('--out', default='work_dirs/benchmark')
+    p.add_argument('--name', default=None, help='name of the result files')
+    p.add_argument('--skip-memory', action='store_true')
+    p.add_argument('--memory-probe', choices=['a', 'b'], help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _cuda():
+    import torch
+    return torch.cuda.is_available()
+
+
+def build(cfg_path, batch_size, input_size, device):
+    """Build the algorithm, a separate student, and fixed batches."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+
+    import mmkd  # noqa: F401
+    from mmkd.registry import MODELS
+    from mmkd.utils import build_task_model, register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(cfg_path)
+    scope = cfg.get('default_scope', 'mmengine')
+    init_default_scope(scope)
+    model_cfg = cfg.model.copy()
+    model_cfg['teacher_ckpt'] = None
+    torch.manual_seed(0)
+    algo = MODELS.build(model_cfg)
+    student, _ = build_task_model(model_cfg['architecture'], key='architecture')
+    size = input_size or (64 if scope == 'mmpretrain' else 128)
+    for pp in (algo.data_preprocessor, student.data_preprocessor):
+        if hasattr(pp, 'size') and getattr(pp, 'size', None) is not None:
+            pp.size = (size, size)  # mmseg pads/crops to this; match the benchmark input
+    dataset = embedded_dataset(scope, size)
+    batches = [pseudo_collate([dataset[(k * batch_size + i) % len(dataset)]
+                               for i in range(batch_size)]) for k in range(4)]
+    algo.to(device).train()
+    student.to(device).train()
+    return algo, student, batches, scope, size
+
+
+def embedded_dataset(scope, size):
+    from mmengine.registry import DATASETS
+    if scope == 'mmpretrain':
+        from mmkd.datasets import DigitsDataset
+        return DigitsDataset(split='train', img_size=size, pipeline=[dict(type='PackInputs')])
+    from mmkd.datasets import ensure_shapes
+    root = osp.join(ROOT, 'data/shapes/')
+    ensure_shapes(root)
+    if scope == 'mmdet':
+        return DATASETS.build(dict(
+            type='CocoDataset', data_root=root, ann_file='annotations/instances_train.json',
+            data_prefix=dict(img='images/train/'), filter_cfg=dict(filter_empty_gt=True),
+            metainfo=dict(classes=('circle', 'rectangle', 'triangle', 'star')),
+            pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
+                      dict(type='Resize', scale=(size, size), keep_ratio=False),
+                      dict(type='PackDetInputs')]))
+    if scope == 'mmseg':
+        return DATASETS.build(dict(
+            type='BaseSegDataset', data_root=root, img_suffix='.png', seg_map_suffix='.png',
+            data_prefix=dict(img_path='images/train', seg_map_path='seg_masks/train'),
+            pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                      dict(type='Resize', scale=(size, size), keep_ratio=False),
+                      dict(type='PackSegInputs')]))
+    raise SystemExit(f'error: no embedded data for default_scope={scope!r}')
+
+
+class _Stop(Exception):
+    pass
+
+
+def plain_step_fn(algo, optimizer):
+    """The hand-written loop: torch hooks, the same modules, no mmkd/mmengine calls."""
+    import torch
+
+    from mmkd.models.recorders import ModuleInputs, ModuleOutputs
+    distiller = algo.distiller
+    modules_t = dict(algo.teacher.named_modules())
+    modules_s = dict(algo.architecture.named_modules())
+    store_t, store_s = {}, {}
+    needs = distiller.teacher_record_needs()
+    for side, managers, modules, store in (('t', distiller.teacher_recorders, modules_t, store_t),
+                                           ('s', distiller.student_recorders, modules_s, store_s)):
+        for name, rec in managers.recorders.items():
+            if not isinstance(rec, (ModuleOutputs, ModuleInputs)):
+                raise SystemExit('the plain loop supports ModuleOutputs/ModuleInputs recorders')
+            want_inputs = isinstance(rec, ModuleInputs)
+
+            def hook(mod, inp, out, name=name, store=store, side=side, want_inputs=want_inputs):
+                store.setdefault(name, []).append(inp if want_inputs else out)
+                if side == 't' and all(len(store_t.get(n, ())) >= c for n, c in needs.items()):
+                    raise _Stop
+            modules[rec.source].register_forward_hook(hook)
+    losses_cfg = distiller.loss_forward_mappings
+
+    def fetch(src, store):
+        value = store[src['recorder']][src.get('record_idx', 0)]
+        if src.get('data_idx') is not None:
+            value = value[src['data_idx']]
+        if src.get('connector'):
+            value = distiller.connectors[src['connector']](value)
+        return value
+
+    def step(data):
+        store_t.clear()
+        store_s.clear()
+        with torch.no_grad():
+            try:
+                algo.teacher(data['inputs'], data['data_samples'], mode='tensor')
+            except _Stop:
+                pass
+        task = algo.architecture(data['inputs'], data['data_samples'], mode='loss')
+        total = 0
+        for key, value in task.items():
+            if 'loss' in key:
+                total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
+        for name, mapping in losses_cfg.items():
+            kwargs = {arg: fetch(src, store_s if src['from_student'] else store_t)
+                      for arg, src in mapping.items()}
+            total = total + distiller.distill_losses[name](**kwargs)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+    return step
+
+
+def attach_cache(algo, batches, device):
+    """Run the teacher once per batch and attach its outputs as a cache would."""
+    import copy
+
+    fingerprint = algo.teacher_fingerprint()
+    cached = []
+    for batch in batches:
+        data = algo.data_preprocessor(copy.deepcopy(batch), True)
+        algo.distiller.teacher_recorders.reset()
+        algo._teacher_forward(data['inputs'], data['data_samples'])
+        values = {k: v.detach() for k, v in algo.distiller.read_teacher_sources().items()}
+        algo.distiller.teacher_recorders.reset()
+        new = copy.deepcopy(batch)
+        for i, sample in enumerate(new['data_samples']):
+            sample.set_metainfo(dict(teacher_fingerprint=fingerprint,
+                                     teacher_outputs={k: v[i].half().float() for k, v in values.items()}))
+        cached.append(new)
+    return cached
+
+
+def sync(device):
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def memory_probe(args):
+    """Peak memory growth of 3 steps of variant (a) or (b) in this fresh process."""
+    import resource
+
+    import psutil
+    import torch
+    from mmengine.optim import OptimWrapper
+    algo, student, batches, _, _ = build(args.config, args.batch_size, args.input_size, args.device)
+    model = student if args.memory_probe == 'a' else algo
+    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-5))
+    if args.device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = psutil.Process().memory_info().rss
+        if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 > base * 1.05:
+            # building peaked above the current RSS; measure against that peak
+            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    for k in range(3):
+        model.train_step(batches[k % len(batches)], ow)
+    if args.device.startswith('cuda'):
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(peak_delta=max(peak - base, 0))))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.memory_probe:
+        return memory_probe(args)
+    import torch
+    from mmengine.optim import OptimWrapper
+    algo, student, batches, scope, size = build(args.config, args.batch_size, args.input_size,
+                                                args.device)
+    cached = attach_cache(algo, batches, args.device)
+    ow_a = OptimWrapper(torch.optim.SGD(student.parameters(), lr=1e-5))
+    ow_b = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=1e-5))
+    plain = plain_step_fn(algo, torch.optim.SGD(algo.parameters(), lr=1e-5))
+    prep = algo.data_preprocessor
+    variants = {
+        'a_student': lambda k: student.train_step(batches[k], ow_a),
+        'b_mmkd': lambda k: algo.train_step(batches[k], ow_b),
+        'c_plain': lambda k: plain(prep(batches[k], True)),
+        'd_cached': lambda k: algo.train_step(cached[k], ow_b),
+    }
+    times = {name: [] for name in variants}
+    order = list(variants)
+    for r in range(args.warmup + args.iters):
+        for j, name in enumerate(order[r % 4:] + order[:r % 4]):  # rotate to spread drift
+            k = (r + j) % len(batches)
+            sync(args.device)
+            t0 = time.perf_counter()
+            variants[name](k)
+            sync(args.device)
+            if r >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+    med = {n: statistics.median(v) * 1000 for n, v in times.items()}
+    result = dict(config=args.config, device=args.device, scope=scope, input_size=size,
+                  batch_size=args.batch_size, iters=args.iters, median_ms=med,
+                  ratio_b_over_c=med['b_mmkd'] / med['c_plain'],
+                  ratio_b_over_d=med['b_mmkd'] / med['d_cached'],
+                  ratio_d_over_a=med['d_cached'] / med['a_student'],
+                  torch=torch.__version__, threads=torch.get_num_threads())
+    teacher_bytes = sum(p.numel() * p.element_size() for p in algo.teacher.parameters())
+    teacher_bytes += sum(b.numel() * b.element_size() for b in algo.teacher.buffers())
+    rec_bytes = sum(v.numel() * v.element_size() for v in _recorded(algo, batches[0]))
+    result['teacher_weight_mib'] = teacher_bytes / 2**20
+    result['teacher_recorded_mib'] = rec_bytes / 2**20
+    if not args.skip_memory:
+        mem = {}
+        for v in ('a', 'b'):
+            cmd = [sys.executable, osp.abspath(__file__), args.config, '--memory-probe', v,
+                   '--batch-size', str(args.batch_size), '--device', args.device]
+            if args.input_size:
+                cmd += ['--input-size', str(args.input_size)]
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith('{')]
+            if out.returncode != 0 or not lines:
+                raise SystemExit(f'memory probe {v} failed:\n{out.stderr[-2000:]}')
+            mem[v] = json.loads(lines[-1])['peak_delta'] / 2**20
+        result['peak_mib'] = dict(a_student=mem['a'], b_mmkd=mem['b'])
+        bound = (teacher_bytes + rec_bytes) / 2**20 * 1.2
+        result['memory_b_minus_a_mib'] = mem['b'] - mem['a']
+        result['memory_bound_mib'] = bound
+    report(result, args)
+    return result
+
+
+def _recorded(algo, batch):
+    import copy
+    data = algo.data_preprocessor(copy.deepcopy(batch), True)
+    algo.distiller.teacher_recorders.reset()
+    algo._teacher_forward(data['inputs'], data['data_samples'])
+    values = list(algo.distiller.read_teacher_sources().values())
+    algo.distiller.teacher_recorders.reset()
+    return values
+
+
+def report(result, args):
+    name = args.name or osp.splitext(osp.basename(args.config))[0]
+    out_dir = args.out if osp.isabs(args.out) else osp.join(ROOT, args.out)
+    os.makedirs(out_dir, exist_ok=True)
+    med = result['median_ms']
+    print(f"\n{name}  ({result['device']}, batch {result['batch_size']}, "
+          f"{result['input_size']}px, {result['iters']} rounds, median step time)")
+    labels = {'a_student': '(a) student alone', 'b_mmkd': '(b) mmkd distillation',
+              'c_plain': '(c) hand-written PyTorch', 'd_cached': '(d) mmkd, cached teacher'}
+    for key, label in labels.items():
+        print(f'  {label:<28} {med[key]:9.2f} ms')
+    print(f"  b/c framework overhead      {result['ratio_b_over_c']:9.3f}")
+    print(f"  b/d teacher cost factor     {result['ratio_b_over_d']:9.3f}")
+    print(f"  d/a cached vs student alone {result['ratio_d_over_a']:9.3f}")
+    if 'peak_mib' in result:
+        print(f"  peak memory (a) {result['peak_mib']['a_student']:.1f} MiB, (b) "
+              f"{result['peak_mib']['b_mmkd']:.1f} MiB; b-a = {result['memory_b_minus_a_mib']:.1f} "
+              f"MiB vs bound (teacher weights {result['teacher_weight_mib']:.1f} + recorded "
+              f"{result['teacher_recorded_mib']:.2f}) x 1.2 = {result['memory_bound_mib']:.1f} MiB")
+    with open(osp.join(out_dir, f'{name}.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    keys = list(labels)
+    ax.barh([labels[k] for k in keys], [med[k] for k in keys],
+            color=['#888888', '#1f77b4', '#ff7f0e', '#2ca02c'])
+    for i, k in enumerate(keys):
+        ax.text(med[k], i, f' {med[k]:.1f}', va='center', fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('median step time (ms)')
+    ax.set_title(f'{name}\n{result["device"]}, batch {result["batch_size"]}, '
+                 f'{result["input_size"]}px', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, f'{name}.png'), dpi=120)
+    print(f'  wrote {osp.join(out_dir, name)}.json/.png')
+
+
+if __name__ == '__main__':
+    main()
