@@ -13,12 +13,16 @@ class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds pickled objects outside the allow-list."""
 
 
-def safe_torch_load(path: str, map_location: str = 'cpu') -> dict:
+def safe_torch_load(path: str, map_location: str = 'cpu', trusted: bool = False) -> dict:
     """``torch.load(weights_only=True)`` with mmengine's types allow-listed.
 
     A checkpoint whose pickle references anything else (a function that would run
-    on load, an arbitrary class) is refused with :class:`UnsafeCheckpointError`.
+    on load, an arbitrary class) is refused with :class:`UnsafeCheckpointError`,
+    before any of it runs. ``trusted=True`` is the explicit opt-in to a full pickle
+    load for a file you trust.
     """
+    if trusted:
+        return torch.load(path, map_location=map_location, weights_only=False)
     from .compat import allow_mmengine_checkpoint_globals
     allow_mmengine_checkpoint_globals()
     try:
@@ -32,7 +36,8 @@ def safe_torch_load(path: str, map_location: str = 'cpu') -> dict:
         raise
 
 
-def load_state_dict_file(path: str, key: str = 'teacher_ckpt') -> Dict[str, torch.Tensor]:
+def load_state_dict_file(path: str, key: str = 'teacher_ckpt',
+                         trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Load a checkpoint (local path or URL, cached by torch hub) safely; return its state dict."""
     if path.startswith(('http://', 'https://')):
         from torch.hub import download_url_to_file, get_dir
@@ -46,7 +51,7 @@ def load_state_dict_file(path: str, key: str = 'teacher_ckpt') -> Dict[str, torc
         path = local
     if not osp.isfile(path):
         raise FileNotFoundError(f'{key}={path!r} does not exist')
-    ckpt = safe_torch_load(path)
+    ckpt = safe_torch_load(path, trusted=trusted)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state, dict):
         raise TypeError(f'{key}={path!r} holds no state dict')
@@ -54,21 +59,26 @@ def load_state_dict_file(path: str, key: str = 'teacher_ckpt') -> Dict[str, torc
 
 
 def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt',
-                         strict: bool = True, prefix: Optional[str] = None) -> None:
+                         strict: bool = True, prefix: Optional[str] = None,
+                         trusted: bool = False) -> None:
     """Load ``path`` into ``teacher``. Accepts plain task checkpoints and mmkd ones.
 
     An mmkd distillation checkpoint stores the student under ``architecture.``; when
     a teacher is itself a previously distilled student, that prefix is stripped.
     """
-    state = load_state_dict_file(path, key)
+    state = load_state_dict_file(path, key, trusted=trusted)
     if prefix is None and any(k.startswith('architecture.') for k in state):
         prefix = 'architecture.'
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     missing, unexpected = teacher.load_state_dict(state, strict=False)
-    if strict and (missing or unexpected):
-        raise RuntimeError(
-            f'{key}={path!r} does not match the teacher: missing keys {missing[:10]}'
-            f'{"..." if len(missing) > 10 else ""}, unexpected keys {unexpected[:10]}'
-            f'{"..." if len(unexpected) > 10 else ""}')
+    if missing or unexpected:
+        msg = (f'{key}={path!r} does not match the teacher: {len(missing)} missing keys '
+               f'{missing[:10]}{"..." if len(missing) > 10 else ""}, {len(unexpected)} unexpected '
+               f'keys {unexpected[:10]}{"..." if len(unexpected) > 10 else ""}')
+        if strict:
+            raise RuntimeError(msg + '. Set teacher_ckpt_strict=False to load it anyway.')
+        from mmengine.logging import print_log
+        print_log(msg + ' (loaded anyway: teacher_ckpt_strict=False)', logger='current',
+                  level=30)

@@ -32,6 +32,24 @@ def cached_teacher_outputs(data_samples) -> Optional[Dict[str, torch.Tensor]]:
     return {k: torch.stack([p[k] for p in per_sample]) for k in per_sample[0]}
 
 
+def check_finite_losses(losses: Dict) -> None:
+    """Raise FloatingPointError naming every non-finite loss and the training step."""
+    bad = []
+    for name, value in losses.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                bad.append(f'{name}={v.detach().float().mean().item()}')
+    if bad:
+        from mmengine.logging import MessageHub
+        hub = MessageHub.get_current_instance()
+        step = hub.get_info('iter', None) if hub is not None else None
+        raise FloatingPointError(
+            f'non-finite loss at training iteration {step}: {", ".join(bad)}. Training '
+            'stopped before the optimizer step; the last checkpoint on disk is untouched. '
+            'Lower the learning rate or the loss weight, or check the data.')
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Make ``module`` a constant: no grad, eval mode (BN/dropout frozen)."""
     module.eval()
@@ -67,6 +85,12 @@ class SingleTeacherDistill(BaseAlgorithm):
         teacher_forward_mode (str): 'tensor' (default), 'loss' or 'predict'.
         teacher_data_preprocessor (dict, optional): when the teacher needs its own
             normalisation; both preprocessors see the same raw batch.
+        teacher_ckpt_strict (bool): fail when ``teacher_ckpt`` has missing or
+            unexpected keys (default True; the error lists them).
+        teacher_ckpt_trusted (bool): load ``teacher_ckpt`` with full pickle
+            (``weights_only=False``). Only for files you trust: a pickle can run code.
+        check_finite (bool): raise on a NaN/inf loss, naming the loss and the step,
+            before the optimizer step (so no bad weights reach a checkpoint).
         calculate_student_loss (bool): add the student's task losses (default True).
         teacher_early_exit (bool): stop the teacher forward as soon as every
             teacher tensor the losses read has been recorded (default True). The
@@ -81,6 +105,9 @@ class SingleTeacherDistill(BaseAlgorithm):
                  teacher: Union[dict, nn.Module],
                  architecture: Union[dict, nn.Module],
                  teacher_ckpt: Optional[str] = None,
+                 teacher_ckpt_strict: bool = True,
+                 teacher_ckpt_trusted: bool = False,
+                 check_finite: bool = True,
                  teacher_forward_mode: str = 'tensor',
                  teacher_data_preprocessor: Optional[dict] = None,
                  calculate_student_loss: bool = True,
@@ -91,6 +118,7 @@ class SingleTeacherDistill(BaseAlgorithm):
         if teacher_forward_mode not in _TEACHER_MODES:
             raise ValueError(f'teacher_forward_mode={teacher_forward_mode!r}; valid: {_TEACHER_MODES}')
         self.teacher_forward_mode = teacher_forward_mode
+        self.check_finite = check_finite
         self.calculate_student_loss = calculate_student_loss
 
         # Kept to fingerprint the teacher against a cache of its outputs.
@@ -100,7 +128,8 @@ class SingleTeacherDistill(BaseAlgorithm):
         if hasattr(teacher_model, 'init_weights') and teacher_ckpt is None:
             teacher_model.init_weights()
         if teacher_ckpt:
-            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt')
+            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt',
+                                 strict=teacher_ckpt_strict, trusted=teacher_ckpt_trusted)
         else:
             warnings.warn('SingleTeacherDistill: no teacher_ckpt given, the teacher keeps '
                           'its initial weights (fine for tests, wrong for real training)',
@@ -189,4 +218,6 @@ class SingleTeacherDistill(BaseAlgorithm):
             losses.update(self.distiller.compute_distill_losses(data_samples))
         self.distiller.teacher_recorders.reset()
         self.distiller.student_recorders.reset()
+        if self.check_finite:
+            check_finite_losses(losses)
         return losses

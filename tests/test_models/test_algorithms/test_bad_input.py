@@ -112,3 +112,48 @@ def test_bad_architecture_and_teacher_ckpt(tmp_path):
         MODELS.build(dict(type='SingleTeacherDistill', architecture=tiny_classifier(),
                           teacher=tiny_classifier(), teacher_forward_mode='train',
                           distiller=logit_distiller()))
+
+
+def test_teacher_ckpt_strict_flag_and_key_lists(tmp_path):
+    from mmkd.utils import build_task_model
+    teacher, _ = build_task_model(tiny_classifier(width=8))
+    state = teacher.state_dict()
+    state.pop('head.fc.bias')
+    state['extra.weight'] = torch.zeros(1)
+    path = tmp_path / 'partial.pth'
+    torch.save({'state_dict': state}, path)
+    kwargs = dict(type='SingleTeacherDistill', architecture=tiny_classifier(width=4),
+                  teacher=tiny_classifier(width=8), teacher_ckpt=str(path),
+                  distiller=logit_distiller())
+    with pytest.raises(RuntimeError) as err:
+        MODELS.build(kwargs)
+    msg = str(err.value)
+    assert "'head.fc.bias'" in msg and "'extra.weight'" in msg and 'teacher_ckpt_strict' in msg
+    model = MODELS.build(dict(kwargs, teacher_ckpt_strict=False))
+    assert torch.equal(model.teacher.head.fc.weight, teacher.head.fc.weight)
+
+
+def test_non_finite_loss_names_the_loss():
+    model = build(logit_distiller())
+    data = model.data_preprocessor(batch(), True)
+    with torch.no_grad():
+        model.architecture.head.fc.weight.fill_(float('nan'))
+    with pytest.raises(FloatingPointError) as err:
+        model(**data, mode='loss')
+    assert 'distill.loss_kd' in str(err.value) and 'iteration' in str(err.value)
+
+
+def test_trusted_loading_is_an_explicit_opt_in(tmp_path):
+    import collections
+
+    from mmkd.utils import UnsafeCheckpointError, safe_torch_load
+
+    path = tmp_path / 'custom.pth'
+    torch.save({'state_dict': collections.OrderedDict(), 'obj': Custom()}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        safe_torch_load(str(path))
+    assert isinstance(safe_torch_load(str(path), trusted=True)['obj'], Custom)
+
+
+class Custom:  # a class that is not on the allow-list (module level so it pickles)
+    pass

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.filterwarnings('ignore:SingleTeacherDistill')
 def model_cfg(path=DMAE_CFG, **overrides):
     cfg = Config.fromfile(path).model
     cfg.teacher_ckpt = None
-    cfg.update(overrides)
+    for key, value in overrides.items():
+        cfg[key] = value  # replace, not merge (ConfigDict.update merges dicts)
     return cfg
 
 
@@ -201,7 +202,8 @@ def test_distillation_stopped_skips_the_teacher():
 
 def test_teacher_data_preprocessor_shares_the_mask():
     cfg = model_cfg(teacher_data_preprocessor=dict(
-        type='SelfSupDataPreprocessor', mean=[0.0] * 3, std=[255.0] * 3, to_rgb=False))
+        _scope_='mmpretrain', type='SelfSupDataPreprocessor', mean=[0.0] * 3, std=[255.0] * 3,
+        to_rgb=False))
     model = MODELS.build(cfg)
     seen = {}
     for side, mae in (('t', model.teacher), ('s', model.architecture)):
