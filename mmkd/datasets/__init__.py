@@ -22,3 +22,12 @@ from .cross_modal_digits import (  # noqa: E402
 
 __all__ += ['CrossModalDigitsDataset', 'MultiModalArrayDataset', 'PackMultiModalInputs',
             'audio_signal']
+# issue 7 (TinyCLIP)
+from .image_captions import (  # noqa: E402
+                     CsvCaptionDataset,
+                     DigitsShapesCaptions,
+                     PackImageText,
+                     TokenizeCaption,
+)
+
+__all__ += ['DigitsShapesCaptions', 'CsvCaptionDataset', 'TokenizeCaption', 'PackImageText']

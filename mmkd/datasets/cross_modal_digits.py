@@ -76,7 +76,9 @@ class CrossModalDigitsDataset(DigitsDataset):
         true_labels = load_digits().target
         data_list = super().load_data_list()
         for info in data_list:
-            idx = info['sample_idx']
+            # mmengine's get_data_info overwrites 'sample_idx' with the position in the
+            # split; keep the index among the 1,797 digits as well.
+            idx = info['source_idx'] = info['sample_idx']
             rng = np.random.RandomState((self.split_seed * 1_000_003 + idx) % (2**31))
             info['audio'] = audio_signal(int(true_labels[idx]), self.signal_length,
                                          self.noise_std, self.base_freq, rng)
@@ -159,7 +161,7 @@ class MultiModalArrayDataset(BaseDataset):
         arrays = [_load_array(osp.join(self.data_root, f), self.mmap) for f in files]
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
 
-    def _indices(self, num: int) -> np.ndarray:
+    def _split_rows(self, num: int) -> np.ndarray:
         if self.split_files is not None:
             path = osp.join(self.data_root, self.split_files[self.split])
             if path.endswith('.npy'):
@@ -190,11 +192,11 @@ class MultiModalArrayDataset(BaseDataset):
                 array = (array - low) / np.maximum(high - low, 1e-12)
             arrays[key] = array
         data_list = []
-        for idx in self._indices(len(labels)).tolist():
+        for idx in self._split_rows(len(labels)).tolist():
             info = {key: np.asarray(array[idx], dtype=np.float32) for key, array in arrays.items()}
             label = labels[idx]
             info['gt_label'] = int(label) if np.ndim(label) == 0 else np.asarray(label)
-            info['sample_idx'] = idx
+            info['sample_idx'] = info['source_idx'] = idx  # row in the arrays
             data_list.append(info)
         return data_list
 

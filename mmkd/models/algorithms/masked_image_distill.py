@@ -193,6 +193,12 @@ class MaskedImageDistill(SingleTeacherDistill):
                     needs[name] = max(needs.get(name, 0), idx + 1)
         return needs or None
 
+    def set_teacher_early_exit(self, enabled: bool) -> None:
+        """Switch the teacher truncation on or off (e.g. to measure what it saves)."""
+        self.teacher_early_exit = bool(enabled)
+        needs = self.distiller.teacher_record_needs() if enabled else None
+        self.distiller.teacher_recorders.set_early_exit(needs)
+
     # Forward passes ---------------------------------------------------------------------
     def draw_mask(self, inputs: torch.Tensor) -> MaskSpec:
         """The step's mask, shared by teacher and student."""

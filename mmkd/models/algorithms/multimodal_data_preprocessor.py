@@ -162,7 +162,9 @@ class MultiTeacherDataPreprocessor(BaseDataPreprocessor):
                 part = select_inputs(raw, key, f'teachers.{name}.input_key')
                 processed = preprocessor(dict(inputs=part, data_samples=data_samples), True)
                 teacher_inputs[name] = processed['inputs']
-        part = select_inputs(raw, self.student_key, 'student_input_key')
+        # A single-modality batch (e.g. an image-only val set) goes to the student as is.
+        part = select_inputs(raw, self.student_key, 'student_input_key') \
+            if isinstance(raw, dict) else raw
         out = self.student(dict(inputs=part, data_samples=data_samples), training)
         if training:
             out['teacher_inputs'] = teacher_inputs

@@ -16,3 +16,7 @@ __all__ += ['NormalizedL1Loss', 'LayerNormSmoothL1Loss', 'HardDistillationLoss']
 from .mst_losses import EnsembleKDLoss, LoadBalanceLoss, RoutedKDLoss  # noqa: E402
 
 __all__ += ['RoutedKDLoss', 'LoadBalanceLoss', 'EnsembleKDLoss']
+# issue 7 (TinyCLIP)
+from .affinity_mimicking import AffinityMimickingLoss  # noqa: E402
+
+__all__ += ['AffinityMimickingLoss']
