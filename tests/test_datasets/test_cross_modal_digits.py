@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmkd.datasets import (UNLABELLED, CrossModalDigitsDataset, DigitsDataset,
-                           MultiModalArrayDataset, PackMultiModalInputs)
+from mmkd.datasets import (
+    UNLABELLED,
+    CrossModalDigitsDataset,
+    DigitsDataset,
+    MultiModalArrayDataset,
+    PackMultiModalInputs,
+)
 from mmkd.models.algorithms import MultiModalDataPreprocessor
 
 

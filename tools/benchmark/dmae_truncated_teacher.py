@@ -50,9 +50,8 @@ def build(cfg_path, mask_ratio):
 
     from mmengine.config import Config
 
+    import mmkd.models  # noqa: F401  (registers the algorithm, losses, connectors)
     from mmkd.registry import MODELS
-    from mmkd.utils import register_all_modules
-    register_all_modules()
     cfg = Config.fromfile(cfg_path)
     model_cfg = cfg.model
     if model_cfg.get('type') != 'MaskedImageDistill':

@@ -1,6 +1,7 @@
 import torch
 
 from mmkd.registry import MODELS
+
 from .helpers import batch, tiny_classifier
 
 
