@@ -155,8 +155,13 @@ class CachedTeacherDataset(Dataset):
         self.topk = manifest.get('topk')
         self.num_classes = manifest.get('num_classes', {})
         for shard_id, name in enumerate(manifest['shards']):
-            shard = torch.load(osp.join(cache_dir, name), map_location='cpu',
-                               weights_only=True, mmap=True)
+            path = osp.join(cache_dir, name)
+            try:
+                shard = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+            except Exception as err:
+                raise ValueError(f'corrupt teacher cache file {path!r} ({type(err).__name__}: '
+                                 f'{str(err)[:200]}); rebuild the cache with '
+                                 'tools/cache_teacher.py') from None
             self._shards.append(shard)
             for pos, (idx, draw) in enumerate(zip(shard['index'].tolist(), shard['draw'].tolist())):
                 self._lookup[(idx, draw)] = (shard_id, pos)

@@ -173,5 +173,5 @@ def test_corrupt_and_mismatched_cache(tmp_path):
         data_fingerprint=wrapper.fingerprint, teacher_fingerprint='1' * 64, num_samples=359,
         shards=['shard_00000.pt'])))
     (tmp_path / 'shard_00000.pt').write_bytes(b'garbage')
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match=r'corrupt teacher cache file .*shard_00000\.pt'):
         CachedTeacherDataset(ds_cfg, cache_dir=str(tmp_path))
