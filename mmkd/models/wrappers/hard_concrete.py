@@ -62,7 +62,7 @@ def hard_concrete_keep_prob(log_alpha: torch.Tensor, beta: float = BETA,
 def deterministic_mask(log_alpha: torch.Tensor, beta: float = BETA) -> torch.Tensor:
     """The evaluation/pruning mask: soft values, the expected number of zeros set to 0."""
     soft = torch.sigmoid(log_alpha.detach() / beta * MAGIC)
-    num_zeros = int(round(log_alpha.numel() - float(hard_concrete_keep_prob(log_alpha).sum())))
+    num_zeros = int(round(log_alpha.numel() - float(hard_concrete_keep_prob(log_alpha.detach()).sum())))
     if num_zeros > 0:
         soft = soft.clone()
         soft[torch.topk(soft, k=num_zeros, largest=False).indices] = 0.0
