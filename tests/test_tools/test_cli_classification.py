@@ -102,3 +102,21 @@ def test_dist_train_two_cpu_processes(tmp_path, teacher_ckpt):
     assert 'Distributed training is not used' not in out
     assert 'Distributed training: True' in out and 'GPU number: 2' in out
     assert 'distill.loss_kd' in out and osp.isfile(osp.join(work, 'iter_4.pth'))
+
+
+def test_publish_model_keeps_only_the_student(tmp_path):
+    """publish_model.py: weights only, student only, hash in the name."""
+    import hashlib
+
+    from .cli import run_tool
+    state = {'architecture.backbone.w': torch.ones(2), 'distiller.connectors.c.weight': torch.ones(1),
+             'distillation_stopped': torch.tensor(False)}
+    src = tmp_path / 'iter_10.pth'
+    torch.save({'state_dict': state, 'optimizer': {'x': 1}, 'meta': {'iter': 10}}, src)
+    out = run_tool('tools/model_converters/publish_model.py', str(src), str(tmp_path / 'kd.pth'))
+    final = out.strip().splitlines()[-1]
+    digest = hashlib.sha256(open(final, 'rb').read()).hexdigest()[:8]
+    assert final.endswith(f'kd-{digest}.pth')
+    ckpt = torch.load(final, weights_only=True)
+    assert list(ckpt['state_dict']) == ['backbone.w'] and 'optimizer' not in ckpt
+    assert ckpt['meta'] == {'iter': 10}

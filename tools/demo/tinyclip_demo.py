@@ -55,8 +55,9 @@ def test(config, ckpt, work, extra=()):
 
 def student_params(ckpt):
     """Parameters of the student's CLIP in a checkpoint (all, and transformer blocks)."""
-    import torch
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
+    sys.path.insert(0, ROOT)
+    from mmkd.utils.checkpoint import load_state_dict_file
+    state = load_state_dict_file(ckpt, 'checkpoint')
     prefix = 'architecture.clip.' if any(k.startswith('architecture.clip.') for k in state) else 'clip.'
     clip = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     total = sum(v.numel() for v in clip.values())
