@@ -120,3 +120,13 @@ def test_publish_model_keeps_only_the_student(tmp_path):
     ckpt = torch.load(final, weights_only=True)
     assert list(ckpt['state_dict']) == ['backbone.w'] and 'optimizer' not in ckpt
     assert ckpt['meta'] == {'iter': 10}
+
+
+def test_plot_curves(tmp_path):
+    from .cli import run_tool
+    run_dir = tmp_path / 'run' / '20260101_000000' / 'vis_data'
+    run_dir.mkdir(parents=True)
+    (run_dir / 'scalars.json').write_text('{"loss": 1.0, "step": 1}\n{"loss": 0.5, "step": 2}\n')
+    out = run_tool('tools/analysis_tools/plot_curves.py', str(tmp_path / 'run'), '--out',
+                   str(tmp_path / 'c.png'))
+    assert 'wrote' in out and (tmp_path / 'c.png').stat().st_size > 1000
