@@ -26,3 +26,13 @@ def _register():
 @pytest.fixture
 def repo_root():
     return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _mmkd_default_scope():
+    """Every test starts in the 'mmkd' scope (tests of task data sets switch it)."""
+    import uuid
+
+    from mmengine.registry import DefaultScope
+    DefaultScope.get_instance(f'mmkd-test-{uuid.uuid4().hex}', scope_name='mmkd')
+    yield
