@@ -15,6 +15,7 @@ model = dict(
     _scope_='mmkd',
     type='SingleTeacherDistill',
     architecture=dict(
+        _scope_='mmpretrain',
         type='ImageClassifier',
         data_preprocessor={{_base_.model.data_preprocessor}},
         backbone={{_base_.model.backbone}},

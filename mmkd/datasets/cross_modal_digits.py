@@ -104,20 +104,33 @@ class MultiModalArrayDataset(BaseDataset):
         label_file (str | list[str]): ``.npy`` labels ((N,) classes, or (N, H, W)
             masks for ``task='seg'``).
         split (str): 'train', 'val' or 'test'.
-        split_files (dict, optional): split -> ``.npy``/``.txt`` file of row indices
-            (e.g. made from the official ``metadata/*_indices.csv``). Without it, a
-            seeded random split with ``split_ratios``.
-        split_ratios (tuple): train/val/test shares (default 0.8/0.1/0.1).
-        split_seed (int): seed of the random split.
-        minmax (bool | list[str]): min-max normalise these modalities to [0, 1]
-            over the whole array per channel (dim 1), as the official code does
-            (True: all).
+        split_files (dict, optional): split -> ``.npy``/``.txt`` file of row indices.
+        indices_csv (str, optional): the official ``metadata/<data set>_indices.csv``
+            (columns ``group_0``..``group_19``, each a permutation of the rows); the
+            permutation in column ``group_<indices_group>`` is cut by
+            ``split_ratios`` (official: 0.6/0.2/0.2, group = the run's seed).
+        indices_group (int): the column of ``indices_csv``.
+        split_ratios (tuple): train/val/test shares (default 0.6/0.2/0.2, as the
+            official code); used with ``indices_csv`` or with a seeded permutation
+            when neither ``split_files`` nor ``indices_csv`` is given.
+        split_seed (int): seed of that permutation.
+        shapes (dict, optional): modality -> shape of one sample, to reshape
+            flattened rows (AV-MNIST stores 784- and 12544-long rows).
+        transpose (dict, optional): modality -> permutation of one sample's axes
+            (e.g. RAVDESS video stored (T, C, H, W) -> (1, 0, 2, 3) for (C, T, H, W)).
+        minmax (dict, optional): modality -> 'sample' (each row to [0, 1]),
+            'channel' (per channel = axis 1 of the array, over all rows), an int
+            (per channel along that axis, e.g. 2 for (N, T, C, H, W) video) or
+            'global'.
+            The official code min-max normalises every modality (per row for 2-D
+            arrays, per channel otherwise).
         mmap (bool): memory-map the arrays instead of reading them.
         classes (list[str], optional): class names (metainfo).
         pipeline (list): transforms, usually ending with ``PackMultiModalInputs``.
     """
 
     SPLITS = ('train', 'val', 'test')
+    MINMAX = ('sample', 'channel', 'global')
 
     def __init__(self,
                  data_root: str,
@@ -125,9 +138,13 @@ class MultiModalArrayDataset(BaseDataset):
                  label_file: Union[str, Sequence[str]],
                  split: str = 'train',
                  split_files: Optional[Dict[str, str]] = None,
-                 split_ratios: Sequence[float] = (0.8, 0.1, 0.1),
+                 indices_csv: Optional[str] = None,
+                 indices_group: int = 0,
+                 split_ratios: Sequence[float] = (0.6, 0.2, 0.2),
                  split_seed: int = 0,
-                 minmax: Union[bool, Sequence[str]] = True,
+                 shapes: Optional[Dict[str, Sequence[int]]] = None,
+                 transpose: Optional[Dict[str, Sequence[int]]] = None,
+                 minmax: Optional[Dict[str, str]] = None,
                  mmap: bool = False,
                  classes: Optional[Sequence[str]] = None,
                  pipeline: Sequence[Union[dict, Callable]] = (),
@@ -141,10 +158,24 @@ class MultiModalArrayDataset(BaseDataset):
                            f'{sorted(split_files)}')
         if len(split_ratios) != 3 or abs(sum(split_ratios) - 1.0) > 1e-6:
             raise ValueError(f'split_ratios must be 3 shares summing to 1, got {split_ratios}')
+        for name, option in (('shapes', shapes), ('transpose', transpose), ('minmax', minmax)):
+            unknown = sorted(set(option or {}) - set(modalities))
+            if unknown:
+                raise KeyError(f'{name} names modalities {unknown} that are not in '
+                               f'modalities {sorted(modalities)}')
+        bad = {k: v for k, v in (minmax or {}).items()
+               if v not in self.MINMAX and not isinstance(v, int)}
+        if bad:
+            raise ValueError(f'minmax={bad}; valid modes: {self.MINMAX} or an int (the '
+                             'channel axis of the stored array)')
+        self.shapes = dict(shapes or {})
+        self.transpose = dict(transpose or {})
         self.modalities = dict(modalities)
         self.label_file = label_file
         self.split = split
         self.split_files = split_files
+        self.indices_csv = indices_csv
+        self.indices_group = indices_group
         self.split_ratios = tuple(split_ratios)
         self.split_seed = split_seed
         self.minmax = minmax
@@ -167,12 +198,27 @@ class MultiModalArrayDataset(BaseDataset):
             if path.endswith('.npy'):
                 return np.asarray(_load_array(path, False), dtype=np.int64).reshape(-1)
             return np.loadtxt(path, dtype=np.int64, ndmin=1)
-        order = np.random.RandomState(self.split_seed).permutation(num)
-        n_train = int(round(num * self.split_ratios[0]))
-        n_val = int(round(num * self.split_ratios[1]))
-        bounds = {'train': (0, n_train), 'val': (n_train, n_train + n_val),
-                  'test': (n_train + n_val, num)}[self.split]
-        return np.sort(order[bounds[0]:bounds[1]])
+        if self.indices_csv is not None:
+            path = osp.join(self.data_root, self.indices_csv)
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'indices_csv={path!r} does not exist')
+            table = np.genfromtxt(path, delimiter=',', names=True, dtype=np.int64)
+            column = f'group_{self.indices_group}'
+            if column not in (table.dtype.names or ()):
+                raise KeyError(f'indices_csv has no column {column!r}; it has '
+                               f'{list(table.dtype.names or ())}')
+            order = np.asarray(table[column], dtype=np.int64)
+            if len(order) != num:
+                raise ValueError(f'indices_csv column {column!r} has {len(order)} rows for '
+                                 f'{num} samples')
+        else:
+            order = np.random.RandomState(self.split_seed).permutation(num)
+        # Cut points as the official code: int(n * 0.6), int(n * 0.8).
+        end_train = int(num * self.split_ratios[0] + 1e-9)
+        end_val = int(num * (self.split_ratios[0] + self.split_ratios[1]) + 1e-9)
+        bounds = {'train': (0, end_train), 'val': (end_train, end_val),
+                  'test': (end_val, num)}[self.split]
+        return order[bounds[0]:bounds[1]]
 
     def load_data_list(self) -> List[dict]:
         labels = self._join(self.label_file)
@@ -182,18 +228,30 @@ class MultiModalArrayDataset(BaseDataset):
             if len(array) != len(labels):
                 raise ValueError(f'modalities.{key} has {len(array)} rows but the labels '
                                  f'have {len(labels)}')
-            normalise = self.minmax is True or (isinstance(self.minmax, (list, tuple))
-                                                and key in self.minmax)
-            if normalise:
+            mode = (self.minmax or {}).get(key)
+            if mode is not None:
                 array = np.asarray(array, dtype=np.float32)
-                axes = tuple(i for i in range(array.ndim) if i != 1) if array.ndim > 1 else 0
+                if mode == 'sample':
+                    axes = tuple(range(1, array.ndim))
+                elif mode == 'channel' or isinstance(mode, int):
+                    channel_axis = 1 if mode == 'channel' else mode
+                    axes = tuple(i for i in range(array.ndim) if i != channel_axis)
+                else:
+                    axes = tuple(range(array.ndim))
                 low = array.min(axis=axes, keepdims=True)
                 high = array.max(axis=axes, keepdims=True)
                 array = (array - low) / np.maximum(high - low, 1e-12)
             arrays[key] = array
         data_list = []
         for idx in self._split_rows(len(labels)).tolist():
-            info = {key: np.asarray(array[idx], dtype=np.float32) for key, array in arrays.items()}
+            info = {}
+            for key, array in arrays.items():
+                row = np.asarray(array[idx], dtype=np.float32)
+                if key in self.shapes:
+                    row = row.reshape(self.shapes[key])
+                if key in self.transpose:
+                    row = row.transpose(self.transpose[key])
+                info[key] = np.ascontiguousarray(row)
             label = labels[idx]
             info['gt_label'] = int(label) if np.ndim(label) == 0 else np.asarray(label)
             info['sample_idx'] = info['source_idx'] = idx  # row in the arrays

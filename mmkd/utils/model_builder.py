@@ -77,7 +77,8 @@ def infer_scope(type_name: str, key: str) -> str:
     if not found:
         raise KeyError(f'{key}.type={type_name!r} is not registered in any of {TASK_SCOPES}; '
                        "give `_scope_` or use `cfg_path='mmdet::...'`")
-    return found[0]
+    raise KeyError(f'{key}.type={type_name!r} is registered in several packages {found}; '
+                   f"say which with `_scope_` (e.g. _scope_='{found[0]}')")
 
 
 def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, dict]:
@@ -101,7 +102,8 @@ def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, d
                            "'cfg_path', 'pretrained'")
         pretrained = cfg.get('pretrained', False)
         model_cfg, cfg_scope = load_model_cfg(cfg['cfg_path'], key)
-        scope = scope or cfg_scope
+        # precedence: the outer dict's _scope_, the model's own _scope_, the file's scope
+        scope = scope or model_cfg.pop('_scope_', None) or cfg_scope
         if not pretrained:
             _drop_pretrained(model_cfg)
         cfg = model_cfg

@@ -95,12 +95,22 @@ def test_multimodal_array_dataset(tmp_path):
     np.savetxt(tmp_path / 'val.txt', [8, 2], fmt='%d')
     common = dict(data_root=str(tmp_path), modalities=dict(a=['a_train.npy', 'a_test.npy'],
                                                           b='b.npy'),
-                  label_file='y.npy', pipeline=[dict(type='mmkd.PackMultiModalInputs',
-                                                     keys=('a', 'b'))])
+                  label_file='y.npy', minmax=dict(a='channel'),
+                  pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('a', 'b'))])
     splits = {s: MultiModalArrayDataset(split=s, **common) for s in ('train', 'val', 'test')}
     rows = [set(splits[s].get_data_info(i)['source_idx'] for i in range(len(splits[s])))
             for s in splits]
-    assert [len(r) for r in rows] == [8, 1, 1] and set.union(*rows) == set(range(10))
+    assert [len(r) for r in rows] == [6, 2, 2] and set.union(*rows) == set(range(10))
+    # the official metadata CSV: column group_<seed> cut at 60% / 80%
+    perm = np.random.RandomState(3).permutation(10)
+    with open(tmp_path / 'idx.csv', 'w') as f:
+        f.write('group_0,group_1\n')
+        f.writelines(f'{i},{p}\n' for i, p in enumerate(perm))
+    csv = dict(common, indices_csv='idx.csv', indices_group=1)
+    test_rows = MultiModalArrayDataset(split='test', **csv)
+    assert [test_rows.get_data_info(i)['source_idx'] for i in range(2)] == perm[8:].tolist()
+    with pytest.raises(KeyError, match="no column 'group_5'"):
+        MultiModalArrayDataset(split='test', **dict(csv, indices_group=5))
     item = splits['train'][0]
     assert item['inputs']['a'].shape == (1, 4, 4) and item['inputs']['b'].shape == (1, 7)
     all_a = np.concatenate([np.load(tmp_path / 'a_train.npy'), np.load(tmp_path / 'a_test.npy')])
@@ -115,3 +125,14 @@ def test_multimodal_array_dataset(tmp_path):
     with pytest.raises(ValueError, match="split='dev'"):
         MultiModalArrayDataset(split='dev', **common)
     assert not math.isnan(float(item['inputs']['b'].sum()))
+    # flattened rows reshaped, axes permuted, per-sample min-max
+    flat = dict(common, modalities=dict(b='b.npy'), minmax=dict(b='sample'),
+                shapes=dict(b=(7, 1)), transpose=dict(b=(1, 0)))
+    row = MultiModalArrayDataset(split='train', **flat).get_data_info(0)
+    raw = np.load(tmp_path / 'b.npy')[row['source_idx']]
+    assert row['b'].shape == (1, 7)
+    assert np.allclose(row['b'][0], (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-6)
+    with pytest.raises(ValueError, match='valid modes'):
+        MultiModalArrayDataset(split='train', **dict(common, minmax=dict(a='row')))
+    with pytest.raises(KeyError, match=r"shapes names modalities \['c'\]"):
+        MultiModalArrayDataset(split='train', **dict(common, shapes=dict(c=(1, ))))

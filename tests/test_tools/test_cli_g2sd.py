@@ -31,3 +31,17 @@ def test_g2sd_generic_then_specific(tmp_path, teacher_mae):  # noqa: F811 (fixtu
     state = torch.load(last_checkpoint(spec), weights_only=True)['state_dict']
     assert 'architecture.head.layers.head_dist.weight' in state
     assert not any(k.startswith('teacher') for k in state)
+
+    # the student converts to a plain mmpretrain DeiT classifier, loaded strictly
+    student_file = str(tmp_path / 'deit_student.pth')
+    run_tool('tools/model_converters/convert_kd_ckpt_to_student.py', last_checkpoint(spec),
+             student_file)
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS as PRETRAIN
+    cfg = Config.fromfile(SPECIFIC).model.architecture
+    cfg.backbone.init_cfg = None
+    cfg.head.type = 'DeiTClsHead'  # mmpretrain's own inference head
+    cfg.head.pop('inference')
+    assert cfg['_scope_'] == 'mmpretrain'
+    plain = PRETRAIN.build(cfg)
+    plain.load_state_dict(torch.load(student_file, weights_only=True)['state_dict'], strict=True)

@@ -49,6 +49,10 @@ def build(cfg_path, mask_ratio):
     import warnings
 
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    # quiet: the per-parameter initialisation report of init_weights is long
+    MMLogger.get_instance('dmae_truncated_teacher', log_level='ERROR')
 
     import mmkd.models  # noqa: F401  (registers the algorithm, losses, connectors)
     from mmkd.registry import MODELS

@@ -16,9 +16,11 @@ all student runs with the same seed, data order and 600 student updates; then
 prints top-1 accuracy of each on the fixed val split.
 
 Usage: python tools/demo/mst_distill_demo.py [--work-dir work_dirs/mst_demo] [--reuse-teachers]
+       [--threads 1]
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 import time
@@ -48,7 +50,11 @@ def main(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/mst_demo')
     parser.add_argument('--reuse-teachers', action='store_true',
                         help='use teacher checkpoints already in the work dir')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='OMP threads of each training process (default 1: these models '
+                        'are tiny, more threads mostly spin on a shared CPU)')
     args = parser.parse_args(argv)
+    os.environ['OMP_NUM_THREADS'] = str(args.threads)  # inherited by the CLI steps
     work = args.work_dir if osp.isabs(args.work_dir) else osp.join(ROOT, args.work_dir)
     start = time.time()
     top1 = 'accuracy/top1'

@@ -11,8 +11,8 @@ digits captioned "a handwritten digit seven" and drawn coloured shapes captioned
   3. the student distilled with affinity mimicking, random init;
   4. the same with manual weight inheritance (tinyclip_inherit.py manual);
   5. automatic weight inheritance: 150 iterations of mask learning on the teacher
-     (62.5% target sparsity), prune (tinyclip_inherit.py prune), 350 iterations of
-     distillation of the pruned student;
+     (62.5% target sparsity; evaluated with its deterministic masks), prune
+     (tinyclip_inherit.py prune), 350 iterations of distillation of the pruned student;
 students 2-5 all train 500 iterations (batch 64, seed 0). Prints zero-shot digit
 accuracy and shape-caption retrieval R@1 of each on the val split.
 
@@ -100,6 +100,7 @@ def main(argv=None):
 
     opts = (*t_opt, f'model.architecture.init_checkpoint={teacher}')
     ckpt = train('TinyCLIP, automatic inheritance: masks', MASKS, osp.join(work, 'auto_masks'), opts)
+    record('  automatic inheritance, after the mask phase', MASKS, ckpt, 'auto_masks', opts)
     pruned = osp.join(work, 'student_auto_pruned.pth')
     run(['tools/model_converters/tinyclip_inherit.py', 'prune', MASKS, ckpt, pruned],
         osp.join(work, 'inherit_auto_prune.log'))

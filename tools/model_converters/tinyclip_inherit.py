@@ -5,12 +5,13 @@ Three commands (the checkpoints they write are ``OpenCLIPModel`` checkpoints,
 ``{'state_dict': {'clip.<open_clip key>': ...}, 'meta': {...}}``, loaded by the
 student's ``init_checkpoint``):
 
-``manual SRC_CONFIG SRC_CKPT DST_CONFIG OUT``
-    Manual inheritance: build the model of ``SRC_CONFIG`` (the teacher, or the
-    previous stage's student of a progressive chain; a distillation config means its
-    student), load ``SRC_CKPT`` (plain, or an mmkd distillation checkpoint), build the
+``manual SRC_CONFIG SRC_CKPT DST_CONFIG OUT [--src-part student|teacher]``
+    Manual inheritance: build the source model of ``SRC_CONFIG`` (a plain model
+    config, or the student / ``--src-part teacher`` the teacher of a distillation
+    config), load ``SRC_CKPT`` (plain, or an mmkd distillation checkpoint), build the
     student of ``DST_CONFIG`` and copy into it TinyCLIP's uniform layer choice and
-    front slices of widths/heads.
+    front slices of widths/heads. First stage: the source is the teacher; later
+    stages of a progressive chain: the previous stage's student.
 
 ``prune CONFIG CKPT OUT``
     Automatic inheritance, end of the mask phase: build the masked student of
@@ -39,8 +40,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
-def build_clip_model(config: str, what: str, cfg_options=None):
-    """The ``OpenCLIPModel`` a config trains (a distillation config: its student)."""
+def build_clip_model(config: str, what: str, part: str = 'student'):
+    """The ``OpenCLIPModel`` of a config: the model of a plain config; the student
+    (``part='student'``) or the teacher (``part='teacher'``) of a distillation config."""
     from mmengine.config import Config
 
     from mmkd.utils import build_task_model, register_all_modules
@@ -48,11 +50,11 @@ def build_clip_model(config: str, what: str, cfg_options=None):
     if not osp.isfile(config):
         raise SystemExit(f'error: {what} config {config!r} does not exist')
     cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
     model_cfg = dict(cfg.model)
-    if 'architecture' in model_cfg:  # a distillation config: the student
-        model_cfg = dict(model_cfg['architecture'])
+    if 'architecture' in model_cfg:  # a distillation config
+        model_cfg = dict(model_cfg['architecture' if part == 'student' else 'teacher'])
+    elif part == 'teacher':
+        raise SystemExit(f'error: --src-part teacher needs a distillation config; {config!r} is not')
     if 'cfg_path' not in model_cfg and '_scope_' not in model_cfg:
         model_cfg['_scope_'] = cfg.get('default_scope', 'mmkd')
     model, _ = build_task_model(model_cfg, key=f'{what} model')
@@ -90,7 +92,7 @@ def save(state_dict: dict, meta: dict, out: str) -> None:
 
 def cmd_manual(args) -> dict:
     from mmkd.models.wrappers.clip_inheritance import inherit_clip_weights
-    source = build_clip_model(args.src_config, 'SRC_CONFIG')
+    source = build_clip_model(args.src_config, 'SRC_CONFIG', args.src_part)
     load_clip_weights(source, args.src_ckpt, 'SRC_CKPT')
     student = build_clip_model(args.dst_config, 'DST_CONFIG')
     report = inherit_clip_weights(student.clip, source.clip)
@@ -137,6 +139,9 @@ def main(argv=None):
     p.add_argument('src_ckpt')
     p.add_argument('dst_config')
     p.add_argument('out')
+    p.add_argument('--src-part', choices=('student', 'teacher'), default='student',
+                   help='which model of a distillation SRC_CONFIG to inherit from (default: its '
+                   'student, i.e. the previous stage; "teacher" for the first stage)')
     p = sub.add_parser('prune', help='prune a mask-phase student into a dense smaller CLIP')
     p.add_argument('config')
     p.add_argument('ckpt')

@@ -10,12 +10,18 @@ from .masked_image_distill import MaskedImageDistill, MaskSpec, random_masking  
 __all__ += ['MaskedImageDistill', 'MaskSpec', 'random_masking']
 # issue 9 (MST-Distill)
 from .multi_teacher_distill import MultiTeacherDistill  # noqa: E402
-from .multimodal_classifier import ConvEncoder1d, ConvEncoder2d, MLPEncoder, MultiModalClassifier  # noqa: E402
+from .multimodal_classifier import (  # noqa: E402
+                                    ConvEncoder1d,
+                                    ConvEncoder2d,
+                                    ConvEncoder3d,
+                                    MLPEncoder,
+                                    MultiModalClassifier,
+)
 from .multimodal_data_preprocessor import MultiModalDataPreprocessor, MultiTeacherDataPreprocessor  # noqa: E402
 from .teacher_combiners import AverageTeachers, FixedWeightTeachers, MSTRouter  # noqa: E402
 
 __all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'ConvEncoder2d',
-            'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
+            'ConvEncoder3d', 'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
             'AverageTeachers', 'FixedWeightTeachers', 'MSTRouter']
 # issue 7 (TinyCLIP): mmkd.models does not import the wrappers package; importing it here
 # registers OpenCLIPModel / ImageTextDataPreprocessor (open_clip itself loads lazily).

@@ -49,6 +49,13 @@ class BaseAlgorithm(BaseModel):
     def student(self) -> nn.Module:
         return self.architecture
 
+    def get_layer_depth(self, param_name: str):
+        """Layer-wise lr decay (mmpretrain's constructor) sees the student's layers."""
+        if not param_name.startswith('architecture.') or not hasattr(self.architecture,
+                                                                     'get_layer_depth'):
+            raise ValueError(f'{param_name!r} is not a student parameter with a layer depth')
+        return self.architecture.get_layer_depth(param_name[len('architecture.'):])
+
     def forward(self,
                 inputs: torch.Tensor,
                 data_samples: Optional[List[BaseDataElement]] = None,

@@ -22,7 +22,6 @@ from ..losses.mst_losses import kl_per_sample
 from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
 from .base_algorithm import BaseAlgorithm
-from .multimodal_classifier import gt_labels, safe_cross_entropy
 from .multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
 
 _TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')
@@ -58,8 +57,9 @@ class MultiTeacherDistill(BaseAlgorithm):
     * ``'cotrain'`` (official stage 1): student loss + sum over teachers of
       ``tau^2 KL(p_T || p_S)``. With ``cotrain_teachers=True`` the teachers are
       trained too, as in the official code: every model m (student and teachers)
-      minimises its cross-entropy plus ``sum_{n != m} tau^2 KL(p_n || p_m)``, nothing
-      detached. Teachers are then part of the module tree (optimizer, checkpoints).
+      minimises its own task loss plus ``sum_{n != m} tau^2 KL(p_n || p_m)``, nothing
+      detached; teachers then need ``logits_source`` and are part of the module
+      tree (optimizer, checkpoints).
     * ``'masknet'`` (official stage 2): only the MaskNets learn. For each way with a
       MaskNet, ``tau^2 KL(p_S || p_way)``: the masked teacher is pulled towards the
       (eval-mode, no-grad) student's prediction. Teacher weights stay frozen
@@ -195,6 +195,11 @@ class MultiTeacherDistill(BaseAlgorithm):
         self.teacher_input_keys[name] = cfg.get('input_key')
         source = cfg.get('logits_source')
         recorder = None
+        if source is None and self.cotrain_teachers:
+            raise KeyError(f'{where}.logits_source is required with cotrain_teachers=True: '
+                           "the teacher runs in 'loss' mode and its logits are recorded "
+                           "from that module (e.g. 'fc2' for MultiModalClassifier, "
+                           "'head.fc' for mmpretrain, 'decode_head.conv_seg' for mmseg)")
         if source is not None:
             recorder = ModuleOutputs(source)
             try:
@@ -372,14 +377,19 @@ class MultiTeacherDistill(BaseAlgorithm):
                 kd = tau**2 * kl_per_sample(logits.detach(), s_logits, tau).mean()
                 losses[f'cotrain.loss_kd_{name}'] = kd
             return losses
-        # Official stage 1: all models learn, each from the labels and from the others.
-        t_logits = {n: self._teacher_logits(n, teacher_inputs[n], data_samples)
-                    for n in self.teachers}
+        # Official stage 1: all models learn, each from the labels (its own task loss)
+        # and from the others.
         losses, s_logits = self._task_forward(inputs, data_samples)
-        labels = gt_labels(data_samples, s_logits.device)
+        t_logits = OrderedDict()
+        for name, teacher in self.teachers.items():
+            recorder = self.teacher_recorders[name]
+            with recorder:
+                task_losses = teacher(teacher_inputs[name], data_samples, mode='loss')
+            t_logits[name] = recorder.get_record_data(0)
+            recorder.reset_data_buffer()
+            for key, value in task_losses.items():
+                losses[f'cotrain.{name}.{key}'] = value
         all_logits = OrderedDict(student=s_logits, **t_logits)
-        for name, logits in t_logits.items():
-            losses[f'cotrain.{name}.loss_ce'] = safe_cross_entropy(logits, labels)
         for target, target_logits in all_logits.items():
             for source, source_logits in all_logits.items():
                 if source == target:

@@ -81,6 +81,34 @@ class ConvEncoder1d(nn.Module):
 
 
 @MODELS.register_module()
+class ConvEncoder3d(nn.Module):
+    """Three 3x3x3 conv-BN-ReLU blocks (two 2x2x2 max-pools), global average pool,
+    linear: an encoder for (N, C, T, H, W) clips or feature volumes.
+
+    Args:
+        in_channels (int): input channels.
+        width (int): channels of the first block (doubled twice).
+        out_dim (int): output feature size.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 8, out_dim: int = 64) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width]
+        layers: List[nn.Module] = []
+        for i in range(3):
+            layers += [nn.Conv3d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                       nn.BatchNorm3d(chans[i + 1]), nn.ReLU(inplace=True)]
+            if i < 2:
+                layers.append(nn.MaxPool3d(2, ceil_mode=True))
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool3d(1), nn.Flatten())
+        self.proj = nn.Sequential(nn.Linear(chans[-1], out_dim), nn.ReLU(inplace=True))
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.body(x))
+
+
+@MODELS.register_module()
 class MLPEncoder(nn.Module):
     """Flatten, then ``Linear -> ReLU`` layers: an encoder for feature vectors
     (e.g. pre-extracted CrisisMMD or VGGSound features).
@@ -111,7 +139,8 @@ class MultiModalClassifier(BaseModel):
 
     Args:
         encoders (dict): modality key -> encoder config (``ConvEncoder2d``,
-            ``ConvEncoder1d``, ``MLPEncoder`` or any module with an ``out_dim``).
+            ``ConvEncoder1d``, ``ConvEncoder3d``, ``MLPEncoder`` or any module with
+            an ``out_dim``).
             One key makes a unimodal (e.g. cross-modal teacher) classifier.
         num_classes (int): number of classes.
         hidden_dim (int): width of ``fc1``.

@@ -57,14 +57,20 @@ class MultiModalDataPreprocessor(BaseDataPreprocessor):
             ``dict(mean=None, std=None)``: stack the samples (equal shapes), cast to
             float and normalise channel-wise, ``(x - mean[c]) / std[c]`` with c on
             dim 1 of the batch (``mean``/``std`` a number or one value per channel).
+        concat (bool): return one tensor, the modalities concatenated along dim 1
+            in ``modalities`` order (e.g. RGB + depth -> a 4-channel input for a
+            single-input task model such as an mmseg segmentor); all configured
+            modalities must then be in the batch.
         non_blocking (bool): asynchronous host-to-device copies.
 
     A batch key that is not configured raises an error naming the configured ones;
     configured keys absent from a batch are skipped (e.g. an image-only val set).
     """
 
-    def __init__(self, modalities: Dict[str, dict], non_blocking: bool = False) -> None:
+    def __init__(self, modalities: Dict[str, dict], concat: bool = False,
+                 non_blocking: bool = False) -> None:
         super().__init__(non_blocking=non_blocking)
+        self.concat = concat
         if not isinstance(modalities, dict) or not modalities:
             raise TypeError('MultiModalDataPreprocessor.modalities must be a non-empty dict '
                             f'(modality key -> config), got {modalities!r}')
@@ -127,6 +133,13 @@ class MultiModalDataPreprocessor(BaseDataPreprocessor):
                 data_samples = processed.get('data_samples', data_samples)
             else:
                 out[key] = self._stack(key, values)
+        if self.concat:
+            missing = [k for k in self.keys if k not in out]
+            if missing:
+                raise KeyError(f'MultiModalDataPreprocessor(concat=True): the batch lacks '
+                               f'modalities {missing}; it has {sorted(out)}')
+            return dict(inputs=torch.cat([out[k] for k in self.keys], dim=1),
+                        data_samples=data_samples)
         return dict(inputs=out, data_samples=data_samples)
 
 

@@ -3,7 +3,8 @@ from .linear_connector import LinearConnector
 from .mgd_connector import MGDConnector, mgd_random_mask
 from .token_map_connector import MapToTokens, Resize, TokensToMap
 
-__all__ = ['MGDConnector', 'mgd_random_mask', 'ConvConnector', 'LinearConnector', 'TokensToMap', 'MapToTokens', 'Resize']
+__all__ = ['MGDConnector', 'mgd_random_mask', 'ConvConnector', 'LinearConnector', 'TokensToMap',
+           'MapToTokens', 'Resize']
 # issue 6 (G2SD)
 from .mlp_connector import MLPConnector  # noqa: E402
 

@@ -68,6 +68,11 @@ def inherit_clip_weights(student: nn.Module, source: nn.Module) -> Dict[str, obj
                              f'has head_dim {s_struct[tower]["head_dim"]}, the source '
                              f'{t_struct[tower]["head_dim"]}; choose heads = width // '
                              f'{t_struct[tower]["head_dim"]}')
+        if len(s_struct[tower]['heads']) > len(t_struct[tower]['heads']):
+            raise ValueError(f'weight inheritance: the student {tower} tower has '
+                             f'{len(s_struct[tower]["heads"])} layers, the source '
+                             f'{len(t_struct[tower]["heads"])}; the student must be no wider and '
+                             'no deeper than the source')
     if student.visual.positional_embedding.shape[0] != source.visual.positional_embedding.shape[0]:
         raise ValueError('weight inheritance: student and source see different numbers of image '
                          f'patches ({student.visual.positional_embedding.shape[0] - 1} vs '

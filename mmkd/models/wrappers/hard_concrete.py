@@ -123,9 +123,12 @@ class TowerMasks(nn.Module):
             heads=[make(p) for p in self.heads] if self.heads is not None else [None] * layers,
             mlp=[make(p) for p in self.mlp] if self.mlp is not None else [None] * layers)
 
+    def _ref(self) -> torch.Tensor:
+        return self.log_alphas()[0]
+
     def _kept(self, group, sizes):
-        if group is None:
-            return [torch.tensor(float(n)) for n in sizes]
+        if group is None:  # not pruned: every unit is kept
+            return [self._ref().new_tensor(float(n)) for n in sizes]
         return [hard_concrete_keep_prob(p).sum() for p in group]
 
     def expected_params(self) -> torch.Tensor:
@@ -136,10 +139,10 @@ class TowerMasks(nn.Module):
         heads/units are independent, so expectations multiply.
         """
         d = hard_concrete_keep_prob(self.hidden).sum() if self.hidden is not None \
-            else torch.tensor(float(self.width))
+            else self._ref().new_tensor(float(self.width))
         heads = self._kept(self.heads, self.num_heads)
         mlp = self._kept(self.mlp, self.mlp_units)
-        per_layer = sum(4 * self.head_dim * h.to(d) + 2 * m.to(d) for h, m in zip(heads, mlp))
+        per_layer = sum(4 * self.head_dim * h + 2 * m for h, m in zip(heads, mlp))
         return d * per_layer
 
     def full_params(self) -> float:

@@ -40,8 +40,9 @@ def _load_clip_state(path: str, key: str) -> Dict[str, torch.Tensor]:
 def _read_structure(value: Union[str, dict], key: str) -> dict:
     if isinstance(value, dict):
         return copy.deepcopy(dict(value))
-    from mmkd.utils.checkpoint import safe_torch_load
     import os.path as osp
+
+    from mmkd.utils.checkpoint import safe_torch_load
     if not isinstance(value, str) or not osp.isfile(value):
         raise FileNotFoundError(f'{key}={value!r} must be a structure dict or an existing pruned '
                                 'checkpoint (written by tools/model_converters/tinyclip_inherit.py '
@@ -214,12 +215,18 @@ class OpenCLIPModel(BaseModel):
         super().init_weights()
         if self.init_checkpoint:
             state = _load_clip_state(self.init_checkpoint, 'init_checkpoint')
-            missing, unexpected = self.clip.load_state_dict(state, strict=False)
-            if missing or unexpected:
+            own = self.clip.state_dict()
+            missing = [k for k in own if k not in state]
+            unexpected = [k for k in state if k not in own]
+            shapes = [f'{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
+                      if k in state and state[k].shape != v.shape]
+            if missing or unexpected or shapes:
                 raise RuntimeError(
                     f'init_checkpoint={self.init_checkpoint!r} does not fit this model: missing '
-                    f'{missing[:8]}, unexpected {unexpected[:8]} (build the student with the '
-                    'config the checkpoint was made for, e.g. pruned_structure=<the pruned file>)')
+                    f'{missing[:8]}, unexpected {unexpected[:8]}, shapes (checkpoint vs model) '
+                    f'{shapes[:8]}. Build the student with the config the checkpoint was made for '
+                    '(a pruned checkpoint also needs pruned_structure=<the same file>)')
+            self.clip.load_state_dict(state, strict=True)
             if self.fixed_logit_scale is not None:
                 self.clip.logit_scale.data.fill_(math.log(self.fixed_logit_scale))
 

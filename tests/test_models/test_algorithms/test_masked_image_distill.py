@@ -124,11 +124,17 @@ def test_dmae_teacher_runs_exactly_up_to_the_aligned_block():
     assert t_count.ran == [f'enc{i}' for i in range(6)]  # 6 of 8 blocks, no decoder
     assert s_count.ran == [f'enc{i}' for i in range(4)] + ['dec0', 'dec1']  # full student
     assert set(losses) == {'loss_mae', 'distill.loss_dmae'}
-    # the full teacher for comparison (what the benchmark measures against)
-    full = build(teacher_early_exit=False)
-    f_count = BlockCounter(full.teacher)
-    full.loss(images())
-    assert f_count.ran == [f'enc{i}' for i in range(8)] + [f'dec{i}' for i in range(4)]
+    # the full teacher for comparison (what tools/benchmark/dmae_truncated_teacher.py times)
+    model.set_teacher_early_exit(False)
+    t_count.ran.clear()
+    full_losses = model.loss(images())
+    assert t_count.ran == [f'enc{i}' for i in range(8)] + [f'dec{i}' for i in range(4)]
+    assert set(full_losses) == set(losses)
+    model.set_teacher_early_exit(True)
+    t_count.ran.clear()
+    model.loss(images())
+    assert t_count.ran == [f'enc{i}' for i in range(6)]
+    assert build(teacher_early_exit=False).teacher_early_exit is False
 
 
 def test_g2sd_teacher_and_student_stop_after_their_recorded_decoder_blocks():

@@ -170,13 +170,17 @@ def test_cotrain_stage_with_frozen_teachers():
 
 
 def test_cotrain_teachers_option_trains_teachers_then_freezes_them():
-    model = build(stage='cotrain', cotrain_teachers=True)
+    with pytest.raises(KeyError, match='teachers.mm.logits_source is required'):
+        build(stage='cotrain', cotrain_teachers=True)
+    t = teachers_cfg()
+    t['mm']['logits_source'] = t['audio']['logits_source'] = 'fc2'
+    model = build(stage='cotrain', cotrain_teachers=True, teachers=t)
     assert any(k.startswith('teacher_models.mm.') for k in model.state_dict())
     before = {n: snapshot(t) for n, t in model.teachers.items()}
     model.train()
     assert all(t.training for t in model.teachers.values())
     log = steps(model)
-    for key in ('cotrain.mm.loss_ce', 'cotrain.student.loss_kd_from_mm',
+    for key in ('cotrain.mm.loss_cls', 'cotrain.student.loss_kd_from_mm',
                 'cotrain.mm.loss_kd_from_student', 'cotrain.audio.loss_kd_from_mm'):
         assert key in log
     for name in before:
@@ -265,3 +269,16 @@ def test_teacher_ckpt_is_loaded(tmp_path):
     model = build(teachers=t)
     for k, v in teacher.state_dict().items():
         assert torch.equal(v, model.teachers['audio'].state_dict()[k])
+
+
+def test_to_and_device_reach_the_hidden_teachers_and_their_preprocessors():
+    """.to()/.cuda() must move the hidden teachers and tell their preprocessors the
+    device (checked without a GPU: dtype moves, and the device bookkeeping)."""
+    model = build()
+    model.double()
+    assert all(p.dtype == torch.float64 for t in model.teachers.values() for p in t.parameters())
+    assert all(p.dtype == torch.float64 for p in model.masknets.parameters())
+    model._set_device(torch.device('cuda', 0))  # what BaseModel.cuda()/.to() call
+    assert model.data_preprocessor.student._device == torch.device('cuda', 0)
+    for preprocessor, _ in model.data_preprocessor._teachers[0].values():
+        assert preprocessor._device == torch.device('cuda', 0)

@@ -15,10 +15,14 @@ SOFT = 'configs/g2sd/g2sd-specific-soft_vit-d8-w128_deit-d4-w64_p4_digits-10pct_
 pytestmark = pytest.mark.filterwarnings('ignore:SingleTeacherDistill')
 
 
+# Heads build their loss in the current default scope; other tests may leave 'mmkd' set.
+CE = dict(_scope_='mmpretrain', type='CrossEntropyLoss')
+
+
 def head(**kwargs):
     torch.manual_seed(0)
-    h = DistillTokenClsHead(num_classes=3, in_channels=4,
-                            loss=dict(type='CrossEntropyLoss', loss_weight=0.5), **kwargs)
+    h = DistillTokenClsHead(num_classes=3, in_channels=4, loss=dict(CE, loss_weight=0.5),
+                            **kwargs)
     for p in h.parameters():  # non-trivial weights (the default init is zeros)
         torch.nn.init.normal_(p)
     return h
@@ -63,14 +67,14 @@ def test_predict_averages_both_heads_or_uses_the_class_token():
 
 def test_weights_load_strictly_into_mmpretrains_deit_head():
     h = head()
-    plain = DeiTClsHead(num_classes=3, in_channels=4)
+    plain = DeiTClsHead(num_classes=3, in_channels=4, loss=CE)
     plain.load_state_dict(h.state_dict(), strict=True)
     assert set(plain.state_dict()) == set(h.state_dict())
 
 
 def test_head_errors():
     with pytest.raises(ValueError, match="inference='avg'.*'mean', 'cls'"):
-        DistillTokenClsHead(num_classes=3, in_channels=4, inference='avg')
+        DistillTokenClsHead(num_classes=3, in_channels=4, inference='avg', loss=CE)
     with pytest.raises(TypeError, match='DistilledVisionTransformer'):
         head()((torch.randn(2, 4), ))  # a plain ViT's class token only
 
