@@ -23,6 +23,3 @@ from .teacher_combiners import AverageTeachers, FixedWeightTeachers, MSTRouter  
 __all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'ConvEncoder2d',
             'ConvEncoder3d', 'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
             'AverageTeachers', 'FixedWeightTeachers', 'MSTRouter']
-# issue 7 (TinyCLIP): mmkd.models does not import the wrappers package; importing it here
-# registers OpenCLIPModel / ImageTextDataPreprocessor (open_clip itself loads lazily).
-from .. import wrappers  # noqa: E402,F401

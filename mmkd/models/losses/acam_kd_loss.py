@@ -93,7 +93,7 @@ class ACAMKDLoss(nn.Module):
     (C, H, W) per sample after alignment, :math:`P = HW` positions,
     :math:`C_q = \lfloor C/2 \rfloor`, :math:`M` masks, :math:`\sigma` the sigmoid.
     Equation labels (E1)-(E9) are ours; the paper's own equation numbers could not
-    be checked (see ``configs/acam_kd/README_method_notes.md``).
+    be checked (see ``configs/acam_kd/README.md``).
 
     Alignment (the paper's :math:`f_{align}`)::
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -339,6 +339,3 @@ class OpenCLIPModel(BaseModel):
         from .clip_structure import prune_clip
         return prune_clip(self.clip, self.l0_masks(sample=False))
 
-
-def count_params(module: nn.Module, names: Sequence[str] = ()) -> int:
-    return sum(p.numel() for n, p in module.named_parameters() if not names or n.startswith(tuple(names)))
