@@ -90,3 +90,22 @@ def test_segmentation_cwd_flow(tmp_path, shapes_root):
                 'default_hooks.checkpoint.interval=2'],
                ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
                 'default_hooks.checkpoint.interval=2'], 'mIoU')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config,teacher_cfg,det', [
+    ('configs/mgd/mgd_fpn_retinanet-r18_retinanet-r18-w16_shapes_demo.py', DET_TEACHER, True),
+    ('configs/acam_kd/acam-kd_fpn_retinanet-r18_retinanet-r18-w16_shapes_demo.py', DET_TEACHER, True),
+    ('configs/mgd/mgd_fcn-r18_fcn-r18-w16_shapes_demo.py', SEG_TEACHER, False),
+    ('configs/acam_kd/acam-kd_logits_fcn-r18_fcn-r18-w16_shapes_demo.py', SEG_TEACHER, False),
+])
+def test_method_demo_configs_shortened(tmp_path, shapes_root, config, teacher_cfg, det):
+    """The MGD and ACAM-KD demo configs train (2 iterations / 1 short epoch) and log
+    their distillation losses through tools/train.py."""
+    teacher = random_teacher(teacher_cfg, tmp_path / 'teacher.pth')
+    length = (['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'] if det else
+              ['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2'])
+    out = run_tool('tools/train.py', config, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                   f'model.teacher_ckpt={teacher}', *data_options(shapes_root, det), *length)
+    method = 'mgd' if '/mgd/' in config else 'acam'
+    assert f'distill.loss_{method}' in out
