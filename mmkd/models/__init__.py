@@ -1,4 +1,4 @@
-from . import algorithms, connectors, distillers, losses, recorders, wrappers  # noqa: F401
+from . import algorithms, connectors, distillers, heads, losses, recorders, wrappers  # noqa: F401
 from .algorithms import *  # noqa: F401,F403
 from .connectors import *  # noqa: F401,F403
 from .distillers import *  # noqa: F401,F403

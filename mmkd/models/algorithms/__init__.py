@@ -3,8 +3,7 @@ from .distill_data_preprocessor import DistillDataPreprocessor
 from .single_teacher_distill import SingleTeacherDistill
 
 __all__ = ['BaseAlgorithm', 'SingleTeacherDistill', 'DistillDataPreprocessor']
-# issue 6 (DMAE/G2SD); the heads import registers DistillTokenClsHead (mmkd.models.heads)
-from ..heads import DistillTokenClsHead  # noqa: E402,F401
+# issue 6 (DMAE/G2SD)
 from .masked_image_distill import MaskedImageDistill, MaskSpec, random_masking  # noqa: E402
 
 __all__ += ['MaskedImageDistill', 'MaskSpec', 'random_masking']
