@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 
@@ -52,8 +53,13 @@ def build_cfg(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_wrapper == 'AmpOptimWrapper':
+        if optim_wrapper in ('AmpOptimWrapper', 'CPUAmpOptimWrapper', 'mmkd.CPUAmpOptimWrapper'):
             print('AMP is already enabled in the config')
+        elif not torch.cuda.is_available():
+            # mmengine's AmpOptimWrapper needs a GPU; on CPU autocast to bf16 instead.
+            print('--amp without a GPU: bf16 autocast on CPU (mmkd.CPUAmpOptimWrapper)')
+            cfg.optim_wrapper.type = 'mmkd.CPUAmpOptimWrapper'
+            cfg.optim_wrapper.pop('loss_scale', None)
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'

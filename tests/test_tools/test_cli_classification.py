@@ -130,3 +130,20 @@ def test_plot_curves(tmp_path):
     out = run_tool('tools/analysis_tools/plot_curves.py', str(tmp_path / 'run'), '--out',
                    str(tmp_path / 'c.png'))
     assert 'wrote' in out and (tmp_path / 'c.png').stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_amp_student_with_bf16_teacher(tmp_path, teacher_ckpt):
+    """`--amp` (bf16 autocast on CPU) for the student together with a bf16-cast teacher."""
+    ckpt_path, _ = teacher_ckpt
+    work = str(tmp_path / 'work')
+    out = run_tool('tools/train.py', KD_CFG, '--amp', '--work-dir', work, '--cfg-options',
+                   f'model.teacher_ckpt={ckpt_path}', 'model.teacher_precision=bf16',
+                   'model.teacher_precision_mode=cast', 'train_cfg.max_iters=3',
+                   'train_cfg.val_interval=3', 'default_hooks.logger.interval=1',
+                   'train_dataloader.batch_size=8')
+    assert 'bf16 autocast on CPU' in out
+    assert 'Iter(train) [3/3]' in out and 'distill.loss_kd' in out
+    state = torch.load(last_checkpoint(work), weights_only=True)['state_dict']
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+    assert not any(k.startswith('teacher') for k in state)

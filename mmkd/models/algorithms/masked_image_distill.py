@@ -119,6 +119,8 @@ class MaskedImageDistill(SingleTeacherDistill):
         student_early_exit (bool): same for the student, only without a student loss.
         teacher_data_preprocessor (dict, optional): when the teacher needs another
             normalisation; the masks are shared all the same.
+        teacher_precision (str): 'fp32', 'bf16' or 'fp16' (see SingleTeacherDistill).
+        teacher_precision_mode (str): 'autocast' or 'cast'.
         data_preprocessor (dict, optional): overrides the student's.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -133,9 +135,13 @@ class MaskedImageDistill(SingleTeacherDistill):
                  teacher_early_exit: bool = True,
                  student_early_exit: bool = True,
                  teacher_data_preprocessor: Optional[dict] = None,
+                 teacher_precision: str = 'fp32',
+                 teacher_precision_mode: str = 'autocast',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(distiller=distiller, teacher=teacher, architecture=architecture,
+                         teacher_precision=teacher_precision,
+                         teacher_precision_mode=teacher_precision_mode,
                          teacher_ckpt=teacher_ckpt, teacher_forward_mode='tensor',
                          teacher_data_preprocessor=teacher_data_preprocessor,
                          calculate_student_loss=calculate_student_loss,
@@ -231,9 +237,11 @@ class MaskedImageDistill(SingleTeacherDistill):
         masks = self.draw_mask(inputs)
         distill = not bool(self.distillation_stopped)
         if distill:
-            with torch.no_grad(), self.distiller.teacher_recorders:
-                self.run_mae(self.teacher, inputs if teacher_inputs is None else teacher_inputs,
-                             masks, with_loss=False)
+            t_inputs = inputs if teacher_inputs is None else teacher_inputs
+            precision = self.teacher_precision
+            with torch.no_grad(), precision.context(t_inputs.device), \
+                    self.distiller.teacher_recorders:
+                self.run_mae(self.teacher, precision.cast_inputs(t_inputs), masks, with_loss=False)
         losses: Dict[str, torch.Tensor] = {}
         with self.distiller.student_recorders:
             pixel_loss = self.run_mae(self.architecture, inputs, masks,

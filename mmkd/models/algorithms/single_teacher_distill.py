@@ -15,6 +15,7 @@ from mmkd.utils.model_builder import build_task_model
 from ..recorders import EarlyExit
 from .base_algorithm import BaseAlgorithm
 from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
+from .teacher_precision import TeacherPrecision, first_device
 
 _TEACHER_MODES = ('tensor', 'loss', 'predict')
 
@@ -96,6 +97,11 @@ class SingleTeacherDistill(BaseAlgorithm):
             teacher tensor the losses read has been recorded (default True). The
             rest of the teacher (e.g. a detector's head after recording the FPN)
             never runs. Results are identical; only time is saved.
+        teacher_precision (str): 'fp32' (default), 'bf16' or 'fp16': run the teacher
+            forward in reduced precision, on CPU or GPU. Recorded teacher tensors are
+            cast back to fp32 before connectors and losses.
+        teacher_precision_mode (str): 'autocast' (default; fp32 weights, autocast
+            forward) or 'cast' (weights stored in the reduced dtype: half the memory).
         data_preprocessor (dict, optional): overrides the student's.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -112,6 +118,8 @@ class SingleTeacherDistill(BaseAlgorithm):
                  teacher_data_preprocessor: Optional[dict] = None,
                  calculate_student_loss: bool = True,
                  teacher_early_exit: bool = True,
+                 teacher_precision: str = 'fp32',
+                 teacher_precision_mode: str = 'autocast',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -120,6 +128,7 @@ class SingleTeacherDistill(BaseAlgorithm):
         self.teacher_forward_mode = teacher_forward_mode
         self.check_finite = check_finite
         self.calculate_student_loss = calculate_student_loss
+        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
 
         # Kept to fingerprint the teacher against a cache of its outputs.
         self._teacher_cfg, self._teacher_ckpt = teacher, teacher_ckpt
@@ -135,7 +144,8 @@ class SingleTeacherDistill(BaseAlgorithm):
                           'its initial weights (fine for tests, wrong for real training)',
                           stacklevel=2)
         # A list hides the teacher from nn.Module registration (see class docstring).
-        self._teacher_box: List[nn.Module] = [freeze(teacher_model)]
+        self._teacher_box: List[nn.Module] = [
+            self.teacher_precision.prepare(freeze(teacher_model))]
 
         teacher_pp = build_preprocessor(teacher_data_preprocessor, 'teacher_data_preprocessor',
                                         teacher_info['scope'])
@@ -161,6 +171,7 @@ class SingleTeacherDistill(BaseAlgorithm):
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self.teacher._apply(fn, *args, **kwargs)
+        self.teacher_precision.prepare(self.teacher)  # `.float()` must not undo 'cast'
         return self
 
     def train(self, mode: bool = True) -> 'SingleTeacherDistill':
@@ -170,9 +181,12 @@ class SingleTeacherDistill(BaseAlgorithm):
 
     # Steps -----------------------------------------------------------------------
     def _teacher_forward(self, inputs: torch.Tensor, data_samples) -> None:
-        with torch.no_grad(), self.distiller.teacher_recorders:
+        precision = self.teacher_precision
+        device = first_device(inputs, torch.device('cpu'))
+        with torch.no_grad(), precision.context(device), self.distiller.teacher_recorders:
             try:
-                self.teacher(inputs, data_samples, mode=self.teacher_forward_mode)
+                self.teacher(precision.cast_inputs(inputs), data_samples,
+                             mode=self.teacher_forward_mode)
             except EarlyExit:
                 pass  # every recorded tensor the losses need is there
 

@@ -1,6 +1,7 @@
 """Turn recorded student/teacher tensors into distillation losses, all from config."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any, Dict, List, Optional
 
@@ -34,6 +35,16 @@ def _data_field(data_samples: Optional[List[Any]], field: str, where: str) -> to
     return torch.stack(values)
 
 
+@contextlib.contextmanager
+def _autocast_off():
+    """Disable any enclosing autocast (CPU and, when present, CUDA)."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.autocast(device_type='cpu', enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast(device_type='cuda', enabled=False))
+        yield
+
+
 def teacher_source_key(source: Dict) -> str:
     data_idx = source.get('data_idx')
     return f"{source['recorder']}:{source.get('record_idx', 0)}:{'' if data_idx is None else data_idx}"
@@ -59,6 +70,9 @@ class ConfigurableDistiller(nn.Module):
             source is ``dict(from_student=bool, recorder=str, record_idx=0,
             data_idx=None, connector=None)`` or ``dict(from_data='gt_label')`` (a
             field of the batch's data samples, e.g. labels for DKD).
+        compute_in_fp32 (bool): cast every recorded floating tensor to fp32 and run
+            connectors and losses with autocast off (default True), so a bf16/fp16
+            teacher or a student under ``--amp`` does not make the losses approximate.
 
     Every name is validated when the algorithm is built: undeclared recorders or
     connectors, loss arguments the loss does not take and missing required ones
@@ -70,8 +84,10 @@ class ConfigurableDistiller(nn.Module):
                  teacher_recorders: Optional[Dict] = None,
                  connectors: Optional[Dict] = None,
                  distill_losses: Optional[Dict] = None,
-                 loss_forward_mappings: Optional[Dict] = None) -> None:
+                 loss_forward_mappings: Optional[Dict] = None,
+                 compute_in_fp32: bool = True) -> None:
         super().__init__()
+        self.compute_in_fp32 = compute_in_fp32
         self.student_recorders = RecorderManager(student_recorders, side='student')
         self.teacher_recorders = RecorderManager(teacher_recorders, side='teacher')
         self.connectors = nn.ModuleDict()
@@ -235,6 +251,9 @@ class ConfigurableDistiller(nn.Module):
             value = recorder.get_record_data(source.get('record_idx', 0), source.get('data_idx'))
         except (IndexError, TypeError, RuntimeError) as err:
             raise type(err)(f'{where}: {err}') from None
+        if (self.compute_in_fp32 and torch.is_tensor(value) and value.is_floating_point()
+                and value.dtype != torch.float32):
+            value = value.float()
         connector = source.get('connector')
         if connector is not None:
             try:
@@ -262,6 +281,10 @@ class ConfigurableDistiller(nn.Module):
 
     def compute_distill_losses(self, data_samples: Optional[List[Any]] = None) -> Dict[str, torch.Tensor]:
         """Return ``{'distill.<loss name>': value}`` from the tensors recorded this step."""
+        with _autocast_off() if self.compute_in_fp32 else contextlib.nullcontext():
+            return self._compute_distill_losses(data_samples)
+
+    def _compute_distill_losses(self, data_samples: Optional[List[Any]]) -> Dict[str, torch.Tensor]:
         losses = {}
         for loss_name, loss in self.distill_losses.items():
             kwargs = {}

@@ -250,3 +250,21 @@ def test_wrong_input_size_is_reported():
     model = build()
     with pytest.raises(ValueError, match=r'\(8, 8\) patch grid.*built for \(4, 4\)'):
         model.loss(torch.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize('mode', ['autocast', 'cast'])
+def test_bf16_teacher_same_mask_close_loss(mode):
+    """A bf16 teacher (DMAE's ViT-L in real configs) sees the same mask; the loss stays
+    close to the fp32 one and is computed in fp32."""
+    ref = build()
+    low = build(teacher_precision='bf16', teacher_precision_mode=mode)
+    x = images()
+    torch.manual_seed(5)
+    ref_loss = ref.loss(x)['distill.loss_dmae']
+    torch.manual_seed(5)
+    low_loss = low.loss(x)['distill.loss_dmae']
+    assert low_loss.dtype == torch.float32
+    assert low_loss.item() == pytest.approx(ref_loss.item(), rel=0.05)
+    assert low_loss.item() != ref_loss.item()  # the teacher really ran in bf16
+    expected = torch.bfloat16 if mode == 'cast' else torch.float32
+    assert all(p.dtype == expected for p in low.teacher.parameters())
