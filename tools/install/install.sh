@@ -21,7 +21,9 @@ $PY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 # or pip would try (and fail) to build the mmcv sdist in an isolated env.
 $PY -m pip install -q "mmengine==0.10.7" "opencv-python>=4.8,<5" "numpy>=1.26,<2.2"
 PYTHON=$PY bash tools/install/build_mmcv.sh
-$PY -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt
-$PY -m pip install -q --no-build-isolation --no-deps -e .
+$PY -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/docs.txt
+# --no-use-pep517: a `setup.py develop` install (egg-link) whose location is the checkout, so that
+# mim finds mmkd/.mim (symlinks made by setup.py); a PEP 660 editable install hides it from mim.
+$PY -m pip install -q --no-build-isolation --no-deps --no-use-pep517 -e .
 $PY -c "import mmkd, mmdet.models, mmseg.models, mmpretrain.models; print('[mmkd] stack OK, mmkd', mmkd.__version__)"
 echo "$HASH" > "$STAMP"
