@@ -20,3 +20,13 @@ __all__ += ['RoutedKDLoss', 'LoadBalanceLoss', 'EnsembleKDLoss']
 from .affinity_mimicking import AffinityMimickingLoss  # noqa: E402
 
 __all__ += ['AffinityMimickingLoss']
+# issue 8 (LLaVA-MoD)
+from .mimic_loss import MimicKLLoss  # noqa: E402
+from .preference_losses import DPOLoss, KTOPairLoss, sequence_log_probs  # noqa: E402
+
+__all__ += ['MimicKLLoss', 'DPOLoss', 'KTOPairLoss', 'sequence_log_probs']
+# issue 5 (HFD/BSD collaborative distillation)
+from .bsd_loss import PixelBSDLoss, RegionBSDLoss  # noqa: E402
+from .hfd_loss import HFDLoss  # noqa: E402
+
+__all__ += ['HFDLoss', 'RegionBSDLoss', 'PixelBSDLoss']
