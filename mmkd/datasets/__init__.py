@@ -31,3 +31,18 @@ from .image_captions import (  # noqa: E402
 )
 
 __all__ += ['DigitsShapesCaptions', 'CsvCaptionDataset', 'TokenizeCaption', 'PackImageText']
+# issue 8 (LLaVA-KD)
+from .shapes_vqa import (  # noqa: E402
+                         ChatWordTokenizer,
+                         PackVQAInputs,
+                         ShapesVQADataset,
+                         build_chat_tokenizer,
+                         build_conversation,
+)
+
+__all__ += ['ShapesVQADataset', 'PackVQAInputs', 'ChatWordTokenizer', 'build_chat_tokenizer',
+            'build_conversation']
+# issue 4 (MGD semi-supervised segmentation)
+from .semi_supervised import SemiSupervisedSegDataset  # noqa: E402
+
+__all__ += ['SemiSupervisedSegDataset']

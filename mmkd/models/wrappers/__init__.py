@@ -3,3 +3,9 @@ from .image_text_data_preprocessor import ImageTextDataPreprocessor  # noqa: E40
 from .open_clip_wrapper import OpenCLIPModel  # noqa: E402
 
 __all__ = ['OpenCLIPModel', 'ImageTextDataPreprocessor']
+# issue 8 (LLaVA-KD): transformers LLaVA models as mmengine BaseModels
+from .llava import LlavaModel, causal_lm_loss, check_same_vocabulary, next_token_targets  # noqa: E402
+from .llava_data_preprocessor import LlavaDataPreprocessor  # noqa: E402
+
+__all__ += ['LlavaModel', 'LlavaDataPreprocessor', 'causal_lm_loss', 'next_token_targets',
+            'check_same_vocabulary']
