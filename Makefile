@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint docs clean
 
 install:
 	@bash tools/install/install.sh
@@ -19,6 +19,10 @@ test-fast: install
 
 lint: install
 	$(PY) -m ruff check mmkd tools tests configs
+
+# HTML docs in docs/_build/html, offline; any Sphinx warning (broken link, bad docstring) fails.
+docs: install
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html -d docs/_build/doctrees
 
 clean:
 	rm -rf work_dirs .pytest_cache

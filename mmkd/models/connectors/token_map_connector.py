@@ -72,7 +72,7 @@ class TokensToMap(nn.Module):
 
 @MODELS.register_module()
 class MapToTokens(nn.Module):
-    """(N, C, H, W) map -> (N, H'*W', C') tokens, optional resize and projection.
+    """``(N, C, H, W)`` map -> ``(N, H'*W', C')`` tokens, optional resize and projection.
 
     Args:
         in_channels (int): map channels C.

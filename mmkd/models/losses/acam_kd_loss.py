@@ -161,6 +161,7 @@ class ACAMKDLoss(nn.Module):
     Memory: the full attention (E3) is P x P; for one 256 x 100 x 152 FPN level
     (P = 15200) that is 0.92 GB per sample in fp32 for the weights alone, and
     autograd keeps them for the backward pass. Two remedies:
+
       * ``attn_chunk_size`` (default 1024): queries are processed in chunks, each
         under activation checkpointing, so at most one N x chunk x P block is alive in
         forward or backward. Exact (identical to the full attention), at the cost

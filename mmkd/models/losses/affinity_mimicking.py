@@ -161,7 +161,9 @@ class AffinityMimickingLoss(nn.Module):
                 text_T: torch.Tensor,
                 logit_scale_S: Optional[torch.Tensor] = None,
                 logit_scale_T: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Args:
+        """Affinity-mimicking loss of one batch.
+
+        Args:
             img_S (N, D_S), text_S (N, D_S): student image / text embeddings of the
                 N pairs of this rank (normalised here).
             img_T (N, D_T), text_T (N, D_T): teacher embeddings of the same pairs.
