@@ -22,3 +22,7 @@ from .teacher_combiners import AverageTeachers, FixedWeightTeachers, MSTRouter  
 __all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'ConvEncoder2d',
             'ConvEncoder3d', 'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
             'AverageTeachers', 'FixedWeightTeachers', 'MSTRouter']
+# issue 8 (LLaVA-MoD)
+from .llava_mod import LlavaMoDDistill  # noqa: E402
+
+__all__ += ['LlavaMoDDistill']

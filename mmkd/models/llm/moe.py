@@ -125,8 +125,9 @@ class SparseMoEBlock(nn.Module):
         experts = [copy.deepcopy(mlp) for _ in range(num_experts)]
         block = cls(experts, hidden_size, **kwargs)
         ref = next(mlp.parameters(), None)
-        if ref is not None:  # the router follows the MLP's device and dtype
+        if ref is not None:  # the router follows the MLP's device, dtype and trainability
             block.router.to(device=ref.device, dtype=ref.dtype)
+            block.router.requires_grad_(ref.requires_grad)
         return block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,296 @@
+"""LLaVA-MoD: a sparse (MoE) multimodal student distilled from a dense LLaVA teacher."""
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from mmkd.registry import MODELS
+from mmkd.utils.checkpoint import load_state_dict_file, load_teacher_weights
+from mmkd.utils.model_builder import build_task_model
+
+from ..llm.moe import moe_blocks, pop_moe_aux_loss, upcycle_to_moe
+from ..losses.preference_losses import sequence_log_probs
+from .base_algorithm import BaseAlgorithm
+from .single_teacher_distill import check_finite_losses, freeze
+from .teacher_precision import TeacherPrecision
+
+STAGES = ('mimic', 'preference')
+_MOE_KEYS = ('num_experts', 'top_k', 'layers', 'aux_loss_coef', 'decoder_layers', 'balance_count',
+             'normalize_weights', 'router_init_std')
+
+
+def _strip(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+@MODELS.register_module()
+class LlavaMoDDistill(BaseAlgorithm):
+    """LLaVA-MoD (Shu et al., ICLR 2025, arXiv 2408.15881) on mmkd's ``LlavaModel``.
+
+    The student is a LLaVA model whose LLM gets sparse MoE blocks (``moe``: E experts
+    upcycled from the dense MLP, top-k router, balance loss); the teacher is a dense,
+    frozen LLaVA of the same vocabulary. Two stages, chosen by ``stage``:
+
+    * ``'mimic'``: forward KL from the teacher's to the student's next-token
+      distributions (``mimic_loss``, response tokens or all tokens), plus the student's
+      next-token cross-entropy with weight ``lm_loss_weight`` (the official
+      dense-to-dense step uses KL only, ``lm_loss_weight=0``; dense-to-sparse uses KL +
+      CE, ``1``) and ``moe.aux_loss_coef`` times the summed balance losses.
+    * ``'preference'``: DPO (or KTO-pair) on chosen/rejected answers with the frozen
+      teacher as the *reference model*: sequence log-probabilities of both answers
+      under student and teacher feed ``preference_loss``; plus the balance loss.
+      Chosen and rejected sequences go through each model as one concatenated batch.
+
+    Logged next to the losses: ``pref_reward_acc`` (fraction of pairs where the
+    student's implicit reward prefers the chosen answer) and ``pref_margin``.
+
+    The teacher is held outside the module tree (as in ``SingleTeacherDistill``): not
+    in ``parameters()``, the optimizer, DDP/FSDP or any checkpoint; always in eval
+    mode, run under ``torch.no_grad()``, optionally in bf16 (``teacher_precision``).
+
+    Args:
+        architecture (dict | nn.Module): the student, an ``LlavaModel`` config.
+        teacher (dict | nn.Module): the teacher, an ``LlavaModel`` config.
+        teacher_ckpt (str, optional): teacher weights (a checkpoint of a LlavaModel
+            or of an mmkd algorithm whose student was the teacher).
+        stage (str): 'mimic' or 'preference'.
+        moe (dict, optional): upcycling of the student's LLM, keys ``num_experts``
+            (4), ``top_k`` (2), ``layers`` ('sparse': every other layer), and
+            ``aux_loss_coef`` (0.01), ``balance_count``, ``normalize_weights``,
+            ``router_init_std``, ``decoder_layers``. None: a dense student (the
+            official dense-to-dense mimic step).
+        student_ckpt (str, optional): the previous stage's weights. A dense checkpoint
+            (no expert weights) is loaded *before* upcycling, so its MLPs become the
+            experts; a sparse one after.
+        mimic_loss (dict): loss of the 'mimic' stage (``MimicKLLoss``).
+        lm_loss_weight (float): weight of the student's cross-entropy on the
+            response ('mimic' stage; and on the chosen answer in 'preference').
+        preference_loss (dict): ``DPOLoss`` (paper) or ``KTOPairLoss`` (official
+            script's ``kto_pair``).
+        student_trainable (sequence[str], optional): train only the student parameters
+            whose name contains one of these substrings (official: the LLM's MLP/expert
+            projections and the routers: ``('mlp.',)``); others are frozen. None: the
+            student's own ``trainable`` setting is kept.
+        teacher_precision (str): 'fp32', 'bf16' or 'fp16' teacher forward.
+        teacher_precision_mode (str): 'cast' (default: weights stored in the reduced
+            dtype, half the memory) or 'autocast'.
+        teacher_ckpt_strict (bool): fail on missing/unexpected teacher keys.
+        check_vocabulary (bool): refuse a teacher with another vocabulary/tokenizer.
+        check_finite (bool): stop on a NaN/inf loss before the optimizer step.
+        data_preprocessor (dict, optional): overrides the student's.
+    """
+
+    def __init__(self,
+                 architecture: Union[dict, nn.Module],
+                 teacher: Union[dict, nn.Module],
+                 teacher_ckpt: Optional[str] = None,
+                 stage: str = 'mimic',
+                 moe: Optional[dict] = None,
+                 student_ckpt: Optional[str] = None,
+                 mimic_loss: Optional[dict] = None,
+                 lm_loss_weight: float = 0.0,
+                 preference_loss: Optional[dict] = None,
+                 student_trainable: Optional[Sequence[str]] = None,
+                 teacher_precision: str = 'fp32',
+                 teacher_precision_mode: str = 'cast',
+                 teacher_ckpt_strict: bool = True,
+                 check_vocabulary: bool = True,
+                 check_finite: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if stage not in STAGES:
+            raise ValueError(f'LlavaMoDDistill.stage={stage!r} is not valid; valid: {list(STAGES)}')
+        self.stage = stage
+        self.check_finite = check_finite
+        self.lm_loss_weight = float(lm_loss_weight)
+        student = self.architecture
+        for name in ('forward_features', 'hf_model'):
+            if not hasattr(student, name):
+                raise TypeError(f'LlavaMoDDistill.architecture must be an LlavaModel (it has no '
+                                f'`{name}`), got {type(student).__name__}')
+
+        # Student: previous-stage weights, then MoE upcycling (order decided by the ckpt).
+        self.moe_cfg = self._check_moe(moe)
+        state = self._student_state(student_ckpt)
+        sparse_ckpt = state is not None and any('.experts.' in k for k in state)
+        if state is not None and not sparse_ckpt:
+            self._load_student(state, student_ckpt)
+        if self.moe_cfg is not None:
+            kwargs = {k: v for k, v in self.moe_cfg.items() if k not in ('aux_loss_coef', )}
+            self.moe_layers = upcycle_to_moe(student.hf_model, **kwargs)
+        else:
+            self.moe_layers = []
+            if sparse_ckpt:
+                raise ValueError(f'student_ckpt={student_ckpt!r} holds MoE experts but `moe` is None; '
+                                 'give the same moe=dict(...) as the stage that wrote it')
+        if sparse_ckpt:
+            self._load_student(state, student_ckpt)
+        self.student_trainable = self._set_student_trainable(student_trainable)
+
+        # Teacher: built, loaded, frozen, hidden from the module tree.
+        teacher_model, _ = build_task_model(teacher, key='teacher')
+        if teacher_ckpt:
+            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt', strict=teacher_ckpt_strict)
+        else:
+            warnings.warn('LlavaMoDDistill: no teacher_ckpt given, the teacher keeps its initial '
+                          'weights (fine for tests, wrong for real training)', stacklevel=2)
+        if not hasattr(teacher_model, 'forward_features'):
+            raise TypeError('LlavaMoDDistill.teacher must be an LlavaModel, got '
+                            f'{type(teacher_model).__name__}')
+        if check_vocabulary:
+            from ..wrappers.llava import check_same_vocabulary
+            check_same_vocabulary(teacher_model, student)
+        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
+        self._teacher_box: List[nn.Module] = [self.teacher_precision.prepare(freeze(teacher_model))]
+
+        mimic_loss = dict(type='MimicKLLoss') if mimic_loss is None else mimic_loss
+        preference_loss = dict(type='DPOLoss', beta=0.1) if preference_loss is None else preference_loss
+        self.mimic_loss = mimic_loss if isinstance(mimic_loss, nn.Module) else MODELS.build(mimic_loss)
+        self.preference_loss = (preference_loss if isinstance(preference_loss, nn.Module)
+                                else MODELS.build(preference_loss))
+
+    # construction helpers --------------------------------------------------------------
+    @staticmethod
+    def _check_moe(moe: Optional[dict]) -> Optional[dict]:
+        if moe is None:
+            return None
+        moe = dict(moe)
+        bad = sorted(set(moe) - set(_MOE_KEYS))
+        if bad:
+            raise KeyError(f'LlavaMoDDistill.moe has unknown keys {bad}; valid: {list(_MOE_KEYS)}')
+        moe.setdefault('num_experts', 4)
+        moe.setdefault('top_k', 2)
+        moe.setdefault('layers', 'sparse')
+        moe.setdefault('aux_loss_coef', 0.01)
+        if moe['aux_loss_coef'] < 0:
+            raise ValueError(f'LlavaMoDDistill.moe.aux_loss_coef={moe["aux_loss_coef"]} must be >= 0')
+        return moe
+
+    @staticmethod
+    def _student_state(path: Optional[str]) -> Optional[Dict[str, torch.Tensor]]:
+        if not path:
+            return None
+        state = load_state_dict_file(path, 'student_ckpt')
+        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+        if any(k.startswith('architecture.') for k in state):  # an mmkd algorithm checkpoint
+            state = _strip(state, 'architecture.')
+        return state
+
+    def _load_student(self, state: Dict[str, torch.Tensor], path: str) -> None:
+        missing, unexpected = self.architecture.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith('data_preprocessor.')]
+        if missing or unexpected:
+            raise RuntimeError(
+                f'student_ckpt={path!r} does not match the student: {len(missing)} missing keys '
+                f'{missing[:8]}, {len(unexpected)} unexpected keys {unexpected[:8]}. A dense checkpoint '
+                'is loaded before upcycling and a sparse one after: is `moe` the same as in the stage '
+                'that wrote it?')
+
+    def _set_student_trainable(self, patterns: Optional[Sequence[str]]) -> Optional[tuple]:
+        if patterns is None:
+            return None
+        patterns = (patterns, ) if isinstance(patterns, str) else tuple(patterns)
+        names = [n for n, _ in self.architecture.named_parameters()]
+        unused = [p for p in patterns if not any(p in n for n in names)]
+        if unused or not patterns:
+            raise ValueError(f'LlavaMoDDistill.student_trainable={patterns!r}: {unused} match no student '
+                             f'parameter (e.g. {names[:3]} ...)')
+        for name, param in self.architecture.named_parameters():
+            param.requires_grad_(any(p in name for p in patterns))
+        return patterns
+
+    # the hidden teacher ----------------------------------------------------------------
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher_box[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        self.teacher_precision.prepare(self.teacher)  # `.float()` must not undo 'cast'
+        return self
+
+    def train(self, mode: bool = True) -> 'LlavaMoDDistill':
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _teacher_features(self, batch: dict) -> Dict[str, torch.Tensor]:
+        device = batch['input_ids'].device
+        teacher = self.teacher
+        first = next(teacher.parameters(), None)
+        if first is not None and first.device != device:
+            # FSDP moves only the modules it wraps; the hidden teacher follows the data.
+            teacher.to(device)
+            self.teacher_precision.prepare(teacher)
+        with torch.no_grad(), self.teacher_precision.context(device):
+            feats = teacher.forward_features(self.teacher_precision.cast_inputs(batch))
+        return {k: v for k, v in feats.items() if k in ('logits', 'labels', 'attention_mask')}
+
+    # steps -----------------------------------------------------------------------------
+    def loss(self, inputs: dict, data_samples: Optional[List[BaseDataElement]] = None
+             ) -> Dict[str, torch.Tensor]:
+        from ..wrappers.llava import causal_lm_loss
+        student = self.architecture
+        pop_moe_aux_loss(student)  # drop values left by a checkpointed recompute or an eval pass
+        losses: Dict[str, torch.Tensor] = {}
+        if self.stage == 'mimic':
+            t = self._teacher_features(inputs)
+            s = student.forward_features(inputs)
+            losses['loss_mimic'] = self.mimic_loss(s['logits'], t['logits'], labels=s['labels'],
+                                                   attention_mask=s['attention_mask'])
+            if self.lm_loss_weight:
+                losses['loss_lm'] = self.lm_loss_weight * causal_lm_loss(s['logits'], s['labels'])
+        else:
+            losses.update(self._preference_losses(inputs))
+        aux = pop_moe_aux_loss(student)
+        if aux is not None and self.moe_cfg is not None and self.moe_cfg['aux_loss_coef'] > 0:
+            losses['loss_moe_aux'] = self.moe_cfg['aux_loss_coef'] * aux
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses
+
+    @staticmethod
+    def _pair_batch(inputs: dict) -> dict:
+        """Chosen and rejected sequences as one batch (2B rows: chosen first)."""
+        need = [f'{s}_{k}' for s in ('chosen', 'rejected') for k in ('input_ids', 'labels', 'attention_mask')]
+        missing = [k for k in need if k not in inputs]
+        if missing:
+            raise KeyError(f"LlavaMoDDistill stage='preference' needs preference pairs in the batch; "
+                           f'missing {missing}. Pack the data with PackVQAInputs(with_preference=True)')
+        batch = {k: torch.cat([inputs[f'chosen_{k}'], inputs[f'rejected_{k}']])
+                 for k in ('input_ids', 'labels', 'attention_mask')}
+        if inputs.get('pixel_values') is not None:
+            batch['pixel_values'] = torch.cat([inputs['pixel_values']] * 2)
+        return batch
+
+    def _preference_losses(self, inputs: dict) -> Dict[str, torch.Tensor]:
+        from ..wrappers.llava import causal_lm_loss
+        batch = self._pair_batch(inputs)
+        n = inputs['chosen_input_ids'].shape[0]
+        t = self._teacher_features(batch)
+        ref = sequence_log_probs(t['logits'], batch['labels'])
+        s = self.architecture.forward_features(batch)
+        pol = sequence_log_probs(s['logits'], batch['labels'])
+        out = {'loss_pref': self.preference_loss(pol[:n], pol[n:], ref[:n], ref[n:])}
+        if self.lm_loss_weight:
+            out['loss_lm'] = self.lm_loss_weight * causal_lm_loss(s['logits'][:n], batch['labels'][:n])
+        with torch.no_grad():
+            reward_c = (pol[:n] - ref[:n]).detach()
+            reward_r = (pol[n:] - ref[n:]).detach()
+            out['pref_reward_acc'] = (reward_c > reward_r).float().mean()
+            out['pref_margin'] = (reward_c - reward_r).mean()
+        return out
+
+    # introspection ---------------------------------------------------------------------
+    def moe_summary(self) -> dict:
+        """Where the experts are and how many parameters train (for logs and tests)."""
+        total = sum(p.numel() for p in self.architecture.parameters())
+        trainable = sum(p.numel() for p in self.architecture.parameters() if p.requires_grad)
+        return dict(moe_layers=list(self.moe_layers), num_moe_blocks=len(moe_blocks(self.architecture)),
+                    student_params=total, trainable_params=trainable)
