@@ -7,6 +7,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
                     backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # the torch random state goes into each checkpoint, so --resume is exact (mmkd.engine)
+    rng_state=dict(type='mmkd.RandomStateHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -8,7 +8,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def run_tool(*args, timeout=900, env=None, expect_fail=False):
-    full_env = dict(os.environ, OMP_NUM_THREADS='2', **(env or {}))
+    full_env = {**os.environ, 'OMP_NUM_THREADS': '2', **(env or {})}
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
     out = proc.stdout + proc.stderr

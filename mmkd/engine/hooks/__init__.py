@@ -6,3 +6,7 @@ __all__ = ['DistillLossWeightHook', 'StopDistillHook']
 from .mst_stage_hook import MSTStageHook  # noqa: E402
 
 __all__ += ['MSTStageHook']
+# issue 11 (exact resume)
+from .random_state_hook import RandomStateHook  # noqa: E402
+
+__all__ += ['RandomStateHook']
