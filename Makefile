@@ -21,8 +21,9 @@ lint: install
 	$(PY) -m ruff check mmkd tools tests configs
 
 # HTML docs in docs/_build/html, offline; any Sphinx warning (broken link, bad docstring) fails.
+# -E: re-read every page, so docstring warnings show even when only the code changed.
 docs: install
-	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html -d docs/_build/doctrees
+	$(PY) -m sphinx -b html -E -W --keep-going -q docs docs/_build/html -d docs/_build/doctrees
 
 clean:
 	rm -rf work_dirs .pytest_cache
