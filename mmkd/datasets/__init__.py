@@ -46,3 +46,7 @@ __all__ += ['ShapesVQADataset', 'PackVQAInputs', 'ChatWordTokenizer', 'build_cha
 from .semi_supervised import SemiSupervisedSegDataset  # noqa: E402
 
 __all__ += ['SemiSupervisedSegDataset']
+# issue 8 (LLaVA-MoD): LLaVA-format json conversations and RLAIF-V preference pairs
+from .llava_json import LlavaJsonDataset  # noqa: E402
+
+__all__ += ['LlavaJsonDataset']
