@@ -241,9 +241,15 @@ def _shape_mask(size: int, shape: str, cx: float, cy: float, r: float) -> np.nda
     raise ValueError(f'unknown shape {shape!r}; valid: {VQA_SHAPES}')
 
 
-def render_shapes_vqa_image(rng: np.random.Generator, img_size: int, max_shapes: int
+def render_shapes_vqa_image(rng: np.random.Generator, img_size: int, max_shapes: int,
+                            jitter: float = 0.1, radius: Tuple[float, float] = (0.36, 0.42)
                             ) -> Tuple[np.ndarray, List[Tuple[str, str]]]:
     """Draw 1..max_shapes shapes, one per cell of a 2x2 grid, on a noisy grey background.
+
+    A shape's radius is ``radius`` (a range, fraction of the cell side) and its centre
+    moves at most ``jitter`` x the free space around it from the cell centre: small
+    values keep the shapes aligned with a ViT's patch grid, which tiny models trained
+    from scratch need to tell the shapes apart in a few minutes.
 
     Returns the HxWx3 uint8 image and the (shape, colour) of each drawn object.
     """
@@ -257,9 +263,10 @@ def render_shapes_vqa_image(rng: np.random.Generator, img_size: int, max_shapes:
     for c in cells.tolist():
         shape = VQA_SHAPES[int(rng.integers(len(VQA_SHAPES)))]
         colour = colours[int(rng.integers(len(colours)))]
-        r = cell * rng.uniform(0.28, 0.38)
-        cx = (c % 2) * cell + cell / 2 + rng.uniform(-1.0, 1.0) * (cell / 2 - r - 0.5)
-        cy = (c // 2) * cell + cell / 2 + rng.uniform(-1.0, 1.0) * (cell / 2 - r - 0.5)
+        r = cell * rng.uniform(*radius)
+        free = max(cell / 2 - r - 0.5, 0.0)
+        cx = (c % 2) * cell + cell / 2 + rng.uniform(-1.0, 1.0) * jitter * free
+        cy = (c // 2) * cell + cell / 2 + rng.uniform(-1.0, 1.0) * jitter * free
         rgb = np.asarray(VQA_COLOURS[colour], np.float32) * rng.uniform(0.85, 1.1)
         img[_shape_mask(img_size, shape, cx, cy, r)] = rgb
         objects.append((shape, colour))
@@ -312,6 +319,8 @@ class ShapesVQADataset(BaseDataset):
         questions_per_image (int): questions per image (cycling count, colour, exist).
         img_size (int): side of the square images (>= 16).
         max_shapes (int): most shapes per image (1..4).
+        jitter (float): how far shapes move from their cell centre (0..1 of the free
+            space; see :func:`render_shapes_vqa_image`).
         seed (int): seed of the generator.
         pipeline (list): data transforms, usually ``[dict(type='PackVQAInputs', ...)]``.
     """
@@ -324,6 +333,7 @@ class ShapesVQADataset(BaseDataset):
                  questions_per_image: int = 3,
                  img_size: int = 32,
                  max_shapes: int = 3,
+                 jitter: float = 0.1,
                  seed: int = 0,
                  pipeline: Sequence = (),
                  **kwargs) -> None:
@@ -345,7 +355,10 @@ class ShapesVQADataset(BaseDataset):
         if questions_per_image < 1:
             raise ValueError(f'ShapesVQADataset.questions_per_image={questions_per_image} must be >= 1')
         self.split, self.num_images, self.img_size = split, int(num_images), img_size
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError(f'ShapesVQADataset.jitter={jitter} must be in [0, 1]')
         self.questions_per_image, self.max_shapes, self.seed = questions_per_image, max_shapes, seed
+        self.jitter = jitter
         kwargs.setdefault('serialize_data', False)
         super().__init__(ann_file='', pipeline=list(pipeline), **kwargs)
 
@@ -353,7 +366,7 @@ class ShapesVQADataset(BaseDataset):
         data = []
         for i in range(self.num_images):
             rng = np.random.default_rng([self.seed, _SPLITS[self.split], i])
-            img, objects = render_shapes_vqa_image(rng, self.img_size, self.max_shapes)
+            img, objects = render_shapes_vqa_image(rng, self.img_size, self.max_shapes, self.jitter)
             for kind, question, answer, rejected in _questions(rng, objects, self.questions_per_image):
                 data.append(dict(img=img, question=question, answer=answer, rejected=rejected,
                                  question_type=kind, image_idx=i, sample_idx=len(data),

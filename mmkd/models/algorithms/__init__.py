@@ -26,3 +26,7 @@ __all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'Con
 from .llava_mod import LlavaMoDDistill  # noqa: E402
 
 __all__ += ['LlavaMoDDistill']
+# issue 8 (LLaVA-KD)
+from .llava_kd import LlavaKDDistill  # noqa: E402
+
+__all__ += ['LlavaKDDistill']

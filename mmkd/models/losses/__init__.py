@@ -30,3 +30,7 @@ from .bsd_loss import PixelBSDLoss, RegionBSDLoss  # noqa: E402
 from .hfd_loss import HFDLoss  # noqa: E402
 
 __all__ += ['HFDLoss', 'RegionBSDLoss', 'PixelBSDLoss']
+# issue 8 (LLaVA-KD)
+from .llava_kd_losses import MDistLoss, RDistLoss  # noqa: E402
+
+__all__ += ['MDistLoss', 'RDistLoss']

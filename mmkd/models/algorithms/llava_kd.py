@@ -1,0 +1,161 @@
+"""LLaVA-KD: distil a large LLaVA-style model into a small one (MDist + RDist)."""
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from mmkd.registry import MODELS
+from mmkd.utils.checkpoint import load_teacher_weights
+from mmkd.utils.model_builder import build_task_model
+
+from .base_algorithm import BaseAlgorithm
+from .single_teacher_distill import check_finite_losses, freeze
+from .teacher_precision import TeacherPrecision
+
+RDIST_SOURCES = ('logits', 'image_features')
+
+
+def _build_loss(cfg: Optional[Union[dict, nn.Module]], key: str) -> Optional[nn.Module]:
+    if cfg is None or isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'{key} must be a loss config dict with a "type" (or None), got {cfg!r}')
+    return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class LlavaKDDistill(BaseAlgorithm):
+    r"""LLaVA-KD (Cai et al., arXiv:2410.16236): CE + alpha MDist + beta RDist.
+
+    Both models are :class:`~mmkd.models.wrappers.LlavaModel`\ s on the same
+    conversation batch; they must share the vocabulary and tokenizer (checked, the
+    error names both) and the number of visual tokens per image. One step:
+
+    1. the teacher's :meth:`forward_features` under ``torch.no_grad()`` (frozen, eval
+       mode, optionally in bf16);
+    2. the student's forward; ``loss_ce`` = ``ce_weight`` x next-token CE on the
+       response tokens;
+    3. ``distill.loss_mdist_res`` / ``distill.loss_mdist_vis``: :class:`MDistLoss`
+       (KL at response / visual positions, its ``loss_weight`` is alpha);
+       ``distill.loss_rdist``: :class:`RDistLoss` on the visual tokens'
+       self-correlation (its ``loss_weight`` is beta).
+
+    The teacher is held outside the module tree (like ``SingleTeacherDistill``): it
+    is in no optimizer, no DDP/FSDP bucket and no checkpoint. Which parts of the
+    student train (LLaVA-KD's stage 1 trains only the projector) is the student's
+    ``trainable`` setting.
+
+    Args:
+        architecture (dict | nn.Module): the student ``LlavaModel``.
+        teacher (dict | nn.Module): the teacher ``LlavaModel`` (or ``dict(cfg_path=...)``).
+        teacher_ckpt (str, optional): teacher weights (a checkpoint of ``tools/train.py``;
+            a HF folder can instead be given as the teacher's ``pretrained``).
+        teacher_ckpt_strict (bool): fail on missing/unexpected teacher keys.
+        teacher_precision (str): 'fp32', 'bf16' or 'fp16' for the teacher forward.
+        teacher_precision_mode (str): 'cast' (default: weights stored in the reduced
+            dtype, half the memory) or 'autocast'.
+        mdist (dict, optional): the :class:`MDistLoss` config (None: off).
+        rdist (dict, optional): the :class:`RDistLoss` config (None: off).
+        rdist_source (str): what RDist correlates: 'logits' (default: the logits at
+            the visual positions, as MDist) or 'image_features' (the projected visual
+            tokens entering the LLM).
+        ce_weight (float): weight of the student's own CE loss.
+        check_finite (bool): stop on a NaN/inf loss naming it.
+        data_preprocessor (dict, optional): overrides the student's.
+    """
+
+    def __init__(self,
+                 architecture: Union[dict, nn.Module],
+                 teacher: Union[dict, nn.Module],
+                 teacher_ckpt: Optional[str] = None,
+                 teacher_ckpt_strict: bool = True,
+                 teacher_precision: str = 'fp32',
+                 teacher_precision_mode: str = 'cast',
+                 mdist: Optional[dict] = dict(type='MDistLoss'),  # noqa: B006 (never mutated)
+                 rdist: Optional[dict] = dict(type='RDistLoss'),  # noqa: B006
+                 rdist_source: str = 'logits',
+                 ce_weight: float = 1.0,
+                 check_finite: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if rdist_source not in RDIST_SOURCES:
+            raise ValueError(f'LlavaKDDistill.rdist_source={rdist_source!r}; valid: {RDIST_SOURCES}')
+        self.rdist_source, self.ce_weight, self.check_finite = rdist_source, ce_weight, check_finite
+        self.mdist = _build_loss(mdist, 'LlavaKDDistill.mdist')
+        self.rdist = _build_loss(rdist, 'LlavaKDDistill.rdist')
+
+        teacher_model, _ = build_task_model(teacher, key='teacher')
+        if teacher_ckpt:
+            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt',
+                                 strict=teacher_ckpt_strict)
+        elif not getattr(teacher, 'pretrained', None) and not (
+                isinstance(teacher, dict) and teacher.get('pretrained')):
+            warnings.warn('LlavaKDDistill: no teacher_ckpt (nor teacher pretrained) given, the '
+                          'teacher keeps random weights (fine for tests, wrong for training)',
+                          stacklevel=2)
+        for name, model in (('teacher', teacher_model), ('architecture', self.architecture)):
+            if not hasattr(model, 'forward_features'):
+                raise TypeError(f'LlavaKDDistill.{name} must be a LlavaModel (with forward_features), '
+                                f'got {type(model).__name__}')
+        from ..wrappers.llava import check_same_vocabulary
+        check_same_vocabulary(teacher_model, self.architecture)
+        if teacher_model.num_image_tokens != self.architecture.num_image_tokens:
+            raise ValueError(
+                'LlavaKDDistill: teacher and student must produce the same number of visual tokens '
+                f'per image (teacher {teacher_model.num_image_tokens}, architecture '
+                f'{self.architecture.num_image_tokens}): MDist and RDist compare them token by token')
+        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
+        # A list hides the teacher from nn.Module registration (see SingleTeacherDistill).
+        self._teacher_box: List[nn.Module] = [self.teacher_precision.prepare(freeze(teacher_model))]
+        # Persistent, so StopDistillHook's decision survives a resume.
+        self.register_buffer('distillation_stopped', torch.tensor(False))
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher_box[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        self.teacher_precision.prepare(self.teacher)  # `.float()` must not undo 'cast'
+        return self
+
+    def train(self, mode: bool = True) -> 'LlavaKDDistill':
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _rdist_tokens(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.rdist_source == 'image_features':
+            return feats['image_features']
+        from ..losses.llava_kd_losses import select_visual_tokens
+        shift = getattr(self.mdist, 'visual_shift', True)
+        return select_visual_tokens(feats['logits'], feats['image_token_mask'], shift)
+
+    def loss(self, inputs: dict, data_samples: Optional[List[BaseDataElement]] = None
+             ) -> Dict[str, torch.Tensor]:
+        from ..wrappers.llava import causal_lm_loss
+        distill = not bool(self.distillation_stopped) and (self.mdist is not None or self.rdist is not None)
+        if distill:
+            precision = self.teacher_precision
+            device = inputs['input_ids'].device
+            with torch.no_grad(), precision.context(device):
+                t = self.teacher.forward_features(precision.cast_inputs(inputs))
+        s = self.architecture.forward_features(inputs)
+        losses = {'loss_ce': self.ce_weight * causal_lm_loss(s['logits'], s['labels'])}
+        if distill:
+            if self.mdist is not None:
+                parts = self.mdist(s['logits'], t['logits'], s['labels'], s['image_token_mask'],
+                                   return_parts=True)
+                losses['distill.loss_mdist_res'] = parts['res']
+                losses['distill.loss_mdist_vis'] = parts['vis']
+            if self.rdist is not None:
+                losses['distill.loss_rdist'] = self.rdist(self._rdist_tokens(s), self._rdist_tokens(t))
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses

@@ -1,0 +1,106 @@
+"""LlavaKDDistill: hidden frozen teacher, loss terms, vocabulary/visual-token checks,
+bf16 teacher, stage-1 freezing."""
+import copy
+import warnings
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+
+from mmkd.datasets.shapes_vqa import ShapesVQADataset
+from mmkd.models.algorithms import LlavaKDDistill
+from mmkd.models.losses import MDistLoss, RDistLoss
+from mmkd.models.losses.llava_kd_losses import select_visual_tokens
+
+VISION = dict(model_type='clip_vision_model', hidden_size=32, intermediate_size=64,
+              num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+TEXT = dict(model_type='qwen2', hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+
+
+def llava(width=32, **kw):
+    cfg = dict(type='LlavaModel', _scope_='mmkd', vision_config=dict(VISION), vision_feature_layer=-1,
+               text_config=dict(TEXT, hidden_size=width, intermediate_size=2 * width))
+    cfg.update(kw)
+    return copy.deepcopy(cfg)
+
+
+def algo(**kw):
+    torch.manual_seed(0)
+    args = dict(architecture=llava(32), teacher=llava(48))
+    args.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # 'no teacher_ckpt': tested below
+        return LlavaKDDistill(**args)
+
+
+def batch(model, n=3):
+    ds = ShapesVQADataset(split='val', num_images=2, pipeline=[
+        dict(type='PackVQAInputs', num_image_tokens=16)])
+    return model.data_preprocessor(pseudo_collate([ds[i] for i in range(n)]), True)
+
+
+def test_loss_terms_match_the_losses_on_both_models():
+    model = algo()
+    data = batch(model)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_ce', 'distill.loss_mdist_res', 'distill.loss_mdist_vis',
+                           'distill.loss_rdist'}
+    with torch.no_grad():
+        s = model.student.forward_features(data['inputs'])
+        t = model.teacher.forward_features(data['inputs'])
+    parts = MDistLoss()(s['logits'], t['logits'], s['labels'], s['image_token_mask'], return_parts=True)
+    assert losses['distill.loss_mdist_res'].item() == pytest.approx(parts['res'].item(), rel=1e-5)
+    assert losses['distill.loss_mdist_vis'].item() == pytest.approx(parts['vis'].item(), rel=1e-5)
+    rd = RDistLoss()(select_visual_tokens(s['logits'], s['image_token_mask']),
+                     select_visual_tokens(t['logits'], t['image_token_mask']))
+    assert losses['distill.loss_rdist'].item() == pytest.approx(rd.item(), rel=1e-5)
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert any(p.grad is not None for p in model.student.parameters())
+
+
+def test_teacher_is_hidden_frozen_and_not_saved():
+    model = algo()
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+    ids = {id(p) for p in model.parameters()}
+    assert not any(id(p) in ids for p in model.teacher.parameters())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    model.train()
+    assert not model.teacher.training and model.student.training
+
+
+def test_vocabulary_and_visual_token_mismatch_errors():
+    with pytest.raises(ValueError, match=r'vocab_size: teacher 40 vs architecture 34'):
+        algo(teacher=llava(48, text_config=dict(TEXT, vocab_size=40)))
+    with pytest.raises(ValueError, match=r"tokenizer: teacher 'other:.*' vs architecture 'shapes-vqa:"):
+        algo(teacher=llava(48, tokenizer=dict(type='ChatWordTokenizer', name='other')))
+    with pytest.raises(ValueError, match='same number of visual tokens'):
+        algo(teacher=llava(48, vision_config=dict(VISION, patch_size=16)))
+    with pytest.raises(ValueError, match='rdist_source'):
+        algo(rdist_source='hidden')
+
+
+def test_bf16_teacher_stage1_projector_only_and_image_feature_relations():
+    model = algo(teacher_precision='bf16', rdist_source='image_features',
+                 architecture=llava(32, trainable=('projector', )))
+    assert next(model.teacher.parameters()).dtype == torch.bfloat16
+    data = batch(model)
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    grads = {n.split('.')[2] for n, p in model.named_parameters() if p.grad is not None}
+    assert grads == {'multi_modal_projector'}
+    # predict mode is the student's
+    out = model(**data, mode='predict')
+    assert all(isinstance(s.pred_text, str) for s in out)
+
+
+def test_random_teacher_warns():
+    with pytest.warns(UserWarning, match='no teacher_ckpt'):
+        LlavaKDDistill(architecture=llava(32), teacher=llava(48))
+
+
+def test_distillation_off_keeps_only_ce():
+    model = algo(mdist=None, rdist=None)
+    assert set(model(**batch(model), mode='loss')) == {'loss_ce'}

@@ -1,0 +1,57 @@
+"""LLaVA-KD through the CLI: a few iterations of the demo's distillation with tools/train.py,
+then tools/test.py (VQA accuracy of the student), as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from .cli import ROOT, last_checkpoint
+
+CFG = 'configs/llava_kd/'
+TEACHER = CFG + 'llava_clip-w128-qwen2-w128-d4_shapes-vqa_teacher_demo.py'
+KD = CFG + 'llava-kd_clip-w128-qwen2-w128-d4_to_w64-d2_shapes-vqa_demo.py'
+SMALL = ['train_dataloader.batch_size=4', 'train_dataloader.dataset.num_images=4',
+         'val_dataloader.dataset.num_images=2', 'train_cfg.max_iters=3', 'train_cfg.val_interval=4',
+         'default_hooks.checkpoint.interval=3', 'default_hooks.logger.interval=1']
+
+
+def run_tool(*args):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{" ".join(args)} failed:\n{out[-5000:]}'
+    return out
+
+
+@pytest.mark.slow
+def test_llava_kd_demo_trains_and_tests(tmp_path):
+    from mmengine.config import Config
+
+    from mmkd.models.wrappers import LlavaModel
+    work = str(tmp_path)
+    # a teacher checkpoint (the demo trains it with tools/train.py; here random weights)
+    torch.manual_seed(0)
+    cfg = Config.fromfile(TEACHER).model.to_dict()
+    cfg.pop('type'), cfg.pop('_scope_')
+    teacher = f'{work}/teacher.pth'
+    torch.save({'state_dict': LlavaModel(**cfg).state_dict(), 'meta': {}}, teacher)
+
+    out = run_tool('tools/train.py', KD, '--work-dir', f'{work}/kd', '--cfg-options',
+                   f'model.teacher_ckpt={teacher}', *SMALL)
+    for name in ('loss_ce', 'distill.loss_mdist_res', 'distill.loss_mdist_vis', 'distill.loss_rdist'):
+        assert name in out, name
+    ckpt = last_checkpoint(f'{work}/kd')
+    from mmkd.utils.checkpoint import load_state_dict_file
+    state = load_state_dict_file(ckpt)
+    assert not any(k.startswith('teacher') for k in state), 'teacher weights leaked into the ckpt'
+    assert any(k.startswith('architecture.hf_model.language_model') for k in state)
+
+    metrics = f'{work}/metrics.json'
+    run_tool('tools/test.py', KD, ckpt, '--work-dir', f'{work}/test', '--out', metrics,
+             '--cfg-options', f'model.teacher_ckpt={teacher}', 'test_dataloader.dataset.num_images=2')
+    with open(metrics) as f:
+        result = json.load(f)
+    assert 0.0 <= result['vqa/accuracy'] <= 100.0
