@@ -8,6 +8,8 @@ into the plain task model (mmpretrain/mmdet/mmseg) with ``strict=True``.
 Usage::
 
     python tools/model_converters/convert_kd_ckpt_to_student.py IN.pth OUT.pth
+    # an algorithm with several students (CollaborativeDistill): pick one
+    python tools/model_converters/convert_kd_ckpt_to_student.py IN.pth OUT.pth --student vit
 """
 import argparse
 import os
@@ -22,8 +24,10 @@ def convert(state_dict: dict, prefix: str = 'architecture.') -> dict:
     student = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not student:
         prefixes = sorted({k.split('.', 1)[0] for k in state_dict})
+        students = sorted({k.split('.')[1] for k in state_dict if k.startswith('students.')})
+        hint = f' It holds several students {students}: pass --student NAME.' if students else ''
         raise ValueError(f'no key starts with {prefix!r}; top-level prefixes are {prefixes}. '
-                         'Is this an mmkd distillation checkpoint?')
+                         f'Is this an mmkd distillation checkpoint?{hint}')
     return student
 
 
@@ -49,7 +53,12 @@ def main(argv=None):
     parser.add_argument('dst', help='output student checkpoint')
     parser.add_argument('--prefix', default='architecture.',
                         help='prefix of the student in the algorithm (default: architecture.)')
+    parser.add_argument('--student', default=None,
+                        help='for algorithms with several students (e.g. CollaborativeDistill: '
+                        'cnn or vit): extract students.<STUDENT>. (overrides --prefix)')
     args = parser.parse_args(argv)
+    if args.student:
+        args.prefix = f'students.{args.student}.'
     from mmkd.utils.checkpoint import safe_torch_load
     if not osp.isfile(args.src):
         raise SystemExit(f'error: {args.src!r} does not exist')

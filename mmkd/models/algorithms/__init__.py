@@ -30,3 +30,7 @@ __all__ += ['LlavaMoDDistill']
 from .llava_kd import LlavaKDDistill  # noqa: E402
 
 __all__ += ['LlavaKDDistill']
+# issue 5 (HFD/BSD collaborative distillation)
+from .collaborative_distill import CollaborativeDistill, CollaborativeOptimWrapperConstructor  # noqa: E402
+
+__all__ += ['CollaborativeDistill', 'CollaborativeOptimWrapperConstructor']

@@ -1,0 +1,395 @@
+"""Online collaborative distillation between a CNN and a ViT segmenter (HFD + BSD).
+
+Zhu, Luo, Zheng, Wang, Wang. *A Good Student is Cooperative and Reliable:
+CNN-Transformer Collaborative Learning for Semantic Segmentation*. ICCV 2023,
+arXiv:2307.12574.
+"""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.model import BaseModel, is_model_wrapper
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from mmkd.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmkd.utils.model_builder import build_in_scope, build_task_model, load_model_cfg
+
+from ..recorders import ModuleInputs, ModuleOutputs
+from .single_teacher_distill import check_finite_losses
+
+STUDENTS = ('cnn', 'vit')
+_TERMS = ('hfd', 'region_bsd', 'pixel_bsd')
+_TERM_KEYS = {'hfd': ('sources', 'connectors', 'adapters', 'loss'),
+              'region_bsd': ('sources', 'connectors', 'adapters', 'loss'),
+              'pixel_bsd': ('loss', )}
+_SOURCE_KEYS = ('source', 'data_idx', 'inputs')
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Recursive dict update (the override wins), like mmengine's config merge."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not value.get('_delete_'):
+            out[key] = _merge(out[key], value)
+        else:
+            value = copy.deepcopy(value)
+            if isinstance(value, dict):
+                value.pop('_delete_', None)
+            out[key] = value
+    return out
+
+
+def build_student(cfg: Union[dict, nn.Module], key: str):
+    """``build_task_model`` plus an optional ``model_override`` merged into a cfg_path model.
+
+    ``dict(cfg_path='mmseg::...', pretrained=False, model_override=dict(backbone=dict(depth=18)))``
+    lets a real-scale config derive e.g. a DeepLabV3+ R18 for ADE20K from mmseg's R50 config.
+    """
+    if isinstance(cfg, dict) and 'model_override' in cfg:
+        cfg = dict(cfg)
+        override = cfg.pop('model_override')
+        if 'cfg_path' not in cfg:
+            raise KeyError(f'{key}.model_override needs {key}.cfg_path (the config it overrides)')
+        unknown = set(cfg) - {'cfg_path', 'pretrained', '_scope_'}
+        if unknown:
+            raise KeyError(f'{key}: unknown keys {sorted(unknown)}; valid: cfg_path, pretrained, '
+                           'model_override, _scope_')
+        model_cfg, scope = load_model_cfg(cfg['cfg_path'], key)
+        model_cfg = _merge(model_cfg, override)
+        if not cfg.get('pretrained', False):
+            from mmkd.utils.model_builder import _drop_pretrained
+            _drop_pretrained(model_cfg)
+        model_cfg['_scope_'] = cfg.get('_scope_') or model_cfg.get('_scope_') or scope
+        cfg = model_cfg
+    return build_task_model(cfg, key=key)
+
+
+@MODELS.register_module()
+class CollaborativeDistill(BaseModel):
+    """Two trainable segmenters (a CNN and a ViT) that teach each other online.
+
+    Each student has its own task loss and its own optimizer (``optim_wrapper`` is an
+    ``OptimWrapperDict`` with keys ``cnn`` and ``vit``, built by
+    ``mmkd.CollaborativeOptimWrapperConstructor``). Three distillation terms are
+    computed in both directions, each time with a *learner* and the other student as
+    the term's *teacher*, whose tensors are detached:
+
+    * ``hfd`` (:class:`~mmkd.models.losses.HFDLoss`): the learner's low-layer feature,
+      mapped by the learner's connector into the other student's space, mimics the
+      other's low-layer feature.
+    * ``region_bsd`` (:class:`~mmkd.models.losses.RegionBSDLoss`): on (usually
+      high-level, pre-classifier) features, per region, only in the direction of the
+      student with the lower segmentation loss in that region.
+    * ``pixel_bsd`` (:class:`~mmkd.models.losses.PixelBSDLoss`): KL on the logits at
+      the pixels where the teacher of the term is correct (and the learner wrong or
+      less confident in the true class).
+
+    A student's parameters (and its connectors/adapters, which live in
+    ``connectors.<student>``) thus receive gradients only from its own task loss
+    and from the terms where it is the learner. Losses are logged as
+    ``<student>.<task loss>`` and ``<student>.distill.loss_<term>`` where
+    ``<student>`` is the learner.
+
+    Args:
+        students (dict): ``dict(cnn=<model cfg>, vit=<model cfg>)``; each a model
+            dict or ``dict(cfg_path=..., pretrained=False[, model_override=...])``.
+        logits (dict): module path of each student's classifier whose output is the
+            logits, default ``decode_head.conv_seg`` for both.
+        hfd (dict, optional): ``dict(sources=dict(cnn=SRC, vit=SRC), connectors=dict(
+            cnn=CFG, vit=CFG), adapters=dict(...), loss=dict(type='HFDLoss', ...))``.
+            ``SRC`` is ``dict(source='backbone.layer1', data_idx=None, inputs=False)``
+            (module outputs, or inputs with ``inputs=True``). ``connectors.<s>`` maps
+            student s's feature (as learner) into the other's space (missing:
+            identity). ``adapters.<s>`` (optional, e.g. ``TokensToMap``) turns student
+            s's raw recorded tensor into a map before either use. None: term off.
+        region_bsd (dict, optional): same keys, ``loss=dict(type='RegionBSDLoss')``.
+        pixel_bsd (dict, optional): ``dict(loss=dict(type='PixelBSDLoss', ...))``.
+        eval_student (str): which student ``predict``/``tensor`` (and so
+            ``tools/test.py``) use: 'cnn' or 'vit'.
+        ignore_index (int): label without ground truth (mmseg: 255).
+        check_finite (bool): raise on a NaN/inf loss before any optimizer step.
+        data_preprocessor (dict, optional): default: the CNN student's.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 students: Dict[str, Union[dict, nn.Module]],
+                 logits: Optional[Dict[str, str]] = None,
+                 hfd: Optional[dict] = None,
+                 region_bsd: Optional[dict] = None,
+                 pixel_bsd: Optional[dict] = None,
+                 eval_student: str = 'cnn',
+                 ignore_index: int = 255,
+                 check_finite: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not isinstance(students, dict) or set(students) != set(STUDENTS):
+            got = sorted(students) if isinstance(students, dict) else type(students).__name__
+            raise KeyError(f'students must be dict(cnn=..., vit=...), got keys {got}')
+        built, scopes = OrderedDict(), {}
+        for name in STUDENTS:
+            built[name], info = build_student(students[name], key=f'students.{name}')
+            scopes[name] = info['scope']
+        if data_preprocessor is None:
+            data_preprocessor = getattr(built['cnn'], 'data_preprocessor', None)
+        elif isinstance(data_preprocessor, dict):
+            data_preprocessor = build_in_scope(data_preprocessor, scopes['cnn'])
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.students = nn.ModuleDict(built)
+        self.eval_student = eval_student  # checked by the setter
+        self.ignore_index = ignore_index
+        self.check_finite = check_finite
+
+        logits = dict(logits or {})
+        unknown = set(logits) - set(STUDENTS)
+        if unknown:
+            raise KeyError(f'logits: unknown students {sorted(unknown)}; valid: {list(STUDENTS)}')
+        self._logit_recorders = {}
+        for name in STUDENTS:
+            rec = ModuleOutputs(logits.get(name, 'decode_head.conv_seg'))
+            try:
+                rec.prepare_from_model(self.students[name])
+            except ValueError as err:
+                raise ValueError(f'logits.{name}: {err}') from None
+            self._logit_recorders[name] = rec
+
+        # Everything learnable that belongs to student s lives in connectors[s].
+        self.connectors = nn.ModuleDict({s: nn.ModuleDict() for s in STUDENTS})
+        self._feature_recorders: Dict[str, Dict[str, tuple]] = {}
+        self.losses = nn.ModuleDict()
+        for term, cfg in (('hfd', hfd), ('region_bsd', region_bsd), ('pixel_bsd', pixel_bsd)):
+            if cfg is not None:
+                self._build_term(term, cfg)
+        if not self.losses:
+            raise ValueError('CollaborativeDistill: hfd, region_bsd and pixel_bsd are all None; '
+                             'enable at least one term (or train the students alone)')
+
+    # Construction ------------------------------------------------------------------
+    def _build_term(self, term: str, cfg: dict) -> None:
+        if not isinstance(cfg, dict):
+            raise TypeError(f'{term} must be a dict or None, got {type(cfg).__name__}')
+        unknown = set(cfg) - set(_TERM_KEYS[term])
+        if unknown:
+            raise KeyError(f'{term}: unknown keys {sorted(unknown)}; valid: {list(_TERM_KEYS[term])}')
+        if 'loss' not in cfg:
+            raise KeyError(f"{term}.loss is required (e.g. dict(type='{self._default_loss(term)}'))")
+        loss = cfg['loss']
+        self.losses[term] = loss if isinstance(loss, nn.Module) else MODELS.build(loss)
+        if term == 'pixel_bsd':
+            return
+        sources = cfg.get('sources') or {}
+        if set(sources) != set(STUDENTS):
+            raise KeyError(f'{term}.sources must name both students (cnn, vit), got {sorted(sources)}')
+        self._feature_recorders[term] = {}
+        for name in STUDENTS:
+            src = sources[name]
+            if isinstance(src, str):
+                src = dict(source=src)
+            bad = set(src) - set(_SOURCE_KEYS)
+            if bad or 'source' not in src:
+                raise KeyError(f'{term}.sources.{name}: unknown keys {sorted(bad)} or no source; '
+                               f'valid: {list(_SOURCE_KEYS)}')
+            rec = (ModuleInputs if src.get('inputs', False) else ModuleOutputs)(src['source'])
+            try:
+                rec.prepare_from_model(self.students[name])
+            except ValueError as err:
+                raise ValueError(f'{term}.sources.{name}: {err}') from None
+            data_idx = src.get('data_idx', 0 if src.get('inputs', False) else None)
+            self._feature_recorders[term][name] = (rec, data_idx)
+        for kind in ('connectors', 'adapters'):
+            part = cfg.get(kind) or {}
+            unknown = set(part) - set(STUDENTS)
+            if unknown:
+                raise KeyError(f'{term}.{kind}: unknown students {sorted(unknown)}; valid: {list(STUDENTS)}')
+            for name, module_cfg in part.items():
+                if module_cfg is None:
+                    continue
+                module = module_cfg if isinstance(module_cfg, nn.Module) else MODELS.build(module_cfg)
+                key = f'{term}_connector' if kind == 'connectors' else f'{term}_adapter'
+                self.connectors[name][key] = module
+
+    @staticmethod
+    def _default_loss(term: str) -> str:
+        return {'hfd': 'HFDLoss', 'region_bsd': 'RegionBSDLoss', 'pixel_bsd': 'PixelBSDLoss'}[term]
+
+    @property
+    def eval_student(self) -> str:
+        return self._eval_student
+
+    @eval_student.setter
+    def eval_student(self, name: str) -> None:
+        if name not in STUDENTS:
+            raise ValueError(f'eval_student={name!r} is not valid; choose one of {list(STUDENTS)}')
+        self._eval_student = name
+
+    @property
+    def student(self) -> nn.Module:
+        """The student that ``predict`` evaluates (``eval_student``)."""
+        return self.students[self.eval_student]
+
+    def owned_modules(self, name: str) -> nn.ModuleDict:
+        """Everything student ``name``'s optimizer updates: the student and its connectors."""
+        return nn.ModuleDict(dict(student=self.students[name], connectors=self.connectors[name]))
+
+    def init_weights(self) -> None:
+        # BaseModule.init_weights skips children without init_weights (a ModuleDict):
+        # initialise the students (e.g. MiT's own init, pretrained backbones) explicitly.
+        super().init_weights()
+        for student in self.students.values():
+            if hasattr(student, 'init_weights'):
+                student.init_weights()
+
+    # Forward -----------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor, data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode in ('predict', 'tensor'):
+            return self.student(inputs, data_samples, mode=mode)
+        raise ValueError(f"mode={mode!r} is not valid; choose 'loss', 'predict' or 'tensor'")
+
+    def _recorders(self):
+        recs = list(self._logit_recorders.values())
+        for per_term in self._feature_recorders.values():
+            recs += [rec for rec, _ in per_term.values()]
+        return recs
+
+    def _feature(self, term: str, name: str) -> torch.Tensor:
+        rec, data_idx = self._feature_recorders[term][name]
+        feat = rec.get_record_data(0, data_idx)
+        adapter = self.connectors[name][f'{term}_adapter'] if f'{term}_adapter' in \
+            self.connectors[name] else None
+        return adapter(feat) if adapter is not None else feat
+
+    def _connect(self, term: str, name: str, feat: torch.Tensor) -> torch.Tensor:
+        key = f'{term}_connector'
+        return self.connectors[name][key](feat) if key in self.connectors[name] else feat
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: Optional[List[BaseDataElement]] = None) -> Dict[str, torch.Tensor]:
+        """All losses, keyed ``<learner>.<name>``; each key's gradient reaches only
+        the learner's parameters (the other student's tensors are detached)."""
+        recorders = self._recorders()
+        losses: Dict[str, torch.Tensor] = OrderedDict()
+        try:
+            for rec in recorders:
+                rec.start_recording()
+            for name in STUDENTS:
+                task = self.students[name](inputs, data_samples, mode='loss')
+                losses.update({f'{name}.{k}': v for k, v in task.items()})
+            for rec in recorders:
+                rec.stop_recording()
+            gt = torch.stack([s.gt_sem_seg.data for s in data_samples]).to(inputs.device)
+            logits = {s: self._logit_recorders[s].get_record_data(0) for s in STUDENTS}
+            feats = {term: {s: self._feature(term, s) for s in STUDENTS}
+                     for term in self._feature_recorders}
+            for learner, teacher in (('cnn', 'vit'), ('vit', 'cnn')):
+                prefix = f'{learner}.distill.'
+                if 'hfd' in self.losses:
+                    pred = self._connect('hfd', learner, feats['hfd'][learner])
+                    losses[prefix + 'loss_hfd'] = self.losses['hfd'](pred, feats['hfd'][teacher].detach())
+                if 'region_bsd' in self.losses:
+                    pred = self._connect('region_bsd', learner, feats['region_bsd'][learner])
+                    losses[prefix + 'loss_region_bsd'] = self.losses['region_bsd'](
+                        pred, feats['region_bsd'][teacher].detach(), logits[learner].detach(),
+                        logits[teacher].detach(), gt)
+                if 'pixel_bsd' in self.losses:
+                    losses[prefix + 'loss_pixel_bsd'] = self.losses['pixel_bsd'](
+                        logits[learner], logits[teacher].detach(), gt)
+        finally:
+            for rec in recorders:
+                rec.stop_recording()
+                rec.reset_data_buffer()
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses
+
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
+        """One forward of both students, then one update per student from its own losses."""
+        if not isinstance(optim_wrapper, OptimWrapperDict) or set(optim_wrapper.keys()) != set(STUDENTS):
+            raise TypeError(
+                'CollaborativeDistill needs optim_wrapper=dict(constructor='
+                "'mmkd.CollaborativeOptimWrapperConstructor', cnn=dict(optimizer=...), "
+                f'vit=dict(optimizer=...)); got {type(optim_wrapper).__name__}'
+                + (f' with keys {sorted(optim_wrapper.keys())}' if isinstance(optim_wrapper, OptimWrapperDict)
+                   else ''))
+        with optim_wrapper['cnn'].optim_context(self), optim_wrapper['vit'].optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode='loss')
+        log_vars = OrderedDict()
+        total = 0.
+        for name in STUDENTS:
+            mine = OrderedDict((k, v) for k, v in losses.items() if k.startswith(name + '.'))
+            parsed, logs = self.parse_losses(mine)
+            # Targets are detached, so this backward reaches only `name`'s parameters.
+            optim_wrapper[name].update_params(parsed)
+            logs[f'{name}.loss'] = logs.pop('loss')
+            log_vars.update(logs)
+            total = total + parsed.detach()
+        log_vars['loss'] = total
+        log_vars.move_to_end('loss', last=False)
+        return log_vars
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class CollaborativeOptimWrapperConstructor:
+    """One optimizer wrapper per student of :class:`CollaborativeDistill`.
+
+    Config::
+
+        optim_wrapper = dict(
+            constructor='mmkd.CollaborativeOptimWrapperConstructor',
+            cnn=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01), paramwise_cfg=...),
+            vit=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=6e-5), paramwise_cfg=...))
+
+    Each wrapper gets student s's parameters plus ``connectors.<s>`` (built with
+    mmengine's ``DefaultOptimWrapperConstructor``, so ``paramwise_cfg`` keys see the
+    names ``student.backbone...`` / ``connectors...``). Every trainable parameter of
+    the model must belong to exactly one student.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        if paramwise_cfg is not None:
+            raise ValueError('CollaborativeOptimWrapperConstructor: give paramwise_cfg inside '
+                             'optim_wrapper.cnn / optim_wrapper.vit, not at the top level')
+        cfg = dict(optim_wrapper_cfg)
+        if set(cfg) != set(STUDENTS):
+            raise KeyError(f'optim_wrapper must have exactly the keys {list(STUDENTS)} (plus '
+                           f'constructor), got {sorted(cfg)}')
+        for name, sub in cfg.items():
+            if not isinstance(sub, dict) or 'optimizer' not in sub:
+                raise KeyError(f'optim_wrapper.{name} must be a dict with an optimizer, got {sub!r}')
+        self.cfg = cfg
+
+    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        if is_model_wrapper(model):
+            model = model.module
+        if not hasattr(model, 'owned_modules'):
+            raise TypeError('CollaborativeOptimWrapperConstructor works with CollaborativeDistill, '
+                            f'got {type(model).__name__}')
+        owned = {name: model.owned_modules(name) for name in STUDENTS}
+        seen = {}
+        for name, module in owned.items():
+            for param in module.parameters():
+                if param.requires_grad:
+                    seen.setdefault(id(param), []).append(name)
+        shared = [names for names in seen.values() if len(names) > 1]
+        if shared:
+            raise ValueError('a parameter belongs to both students; the students must not share modules')
+        orphans = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+        if orphans:
+            raise ValueError(f'trainable parameters outside both students: {orphans[:5]}; put '
+                             'learnable modules in connectors.<student>')
+        wrappers = OrderedDict()
+        for name in STUDENTS:
+            sub = copy.deepcopy(self.cfg[name])
+            paramwise = sub.pop('paramwise_cfg', None)
+            sub.setdefault('type', 'OptimWrapper')
+            wrappers[name] = DefaultOptimWrapperConstructor(sub, paramwise)(owned[name])
+        return OptimWrapperDict(**wrappers)

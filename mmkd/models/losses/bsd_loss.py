@@ -1,0 +1,217 @@
+"""Bidirectional selective distillation (BSD): region-wise and pixel-wise.
+
+Zhu, Luo, Zheng, Wang, Wang. *A Good Student is Cooperative and Reliable:
+CNN-Transformer Collaborative Learning for Semantic Segmentation*. ICCV 2023,
+arXiv:2307.12574.
+
+Both losses are written for one direction: a *learner* student and the other
+student acting as *teacher* of the term. The teacher's tensors are detached and the
+selection (which regions / pixels transfer) is computed without gradient, so the
+teacher never receives a gradient from a term where it teaches.
+:class:`~mmkd.models.algorithms.CollaborativeDistill` calls each loss in both
+directions; a region or pixel is transferred in at most one direction.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmkd.registry import MODELS
+
+
+def _pair(value: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or any(int(v) != v or v < 1 for v in pair):
+        raise ValueError(f'{name} must be a positive int or a pair of them, got {value!r}')
+    return int(pair[0]), int(pair[1])
+
+
+def _labels(gt: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) or (N, 1, H, W) integer labels -> (N, H, W) long."""
+    if gt.dim() == 4 and gt.shape[1] == 1:
+        gt = gt[:, 0]
+    if gt.dim() != 3:
+        raise ValueError(f'ground truth must be (N, H, W) or (N, 1, H, W), got {tuple(gt.shape)}')
+    return gt.long()
+
+
+def logits_at_labels(logits: torch.Tensor, gt: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """Bilinearly resize (N, K, h, w) logits to the label size, as mmseg's losses do."""
+    if logits.dim() != 4:
+        raise ValueError(f'logits must be (N, K, H, W), got {tuple(logits.shape)}')
+    if logits.shape[-2:] != gt.shape[-2:]:
+        logits = F.interpolate(logits, size=gt.shape[-2:], mode='bilinear', align_corners=align_corners)
+    return logits
+
+
+def region_grid(label_size: Sequence[int], region_size: Tuple[int, int]) -> Tuple[int, int]:
+    """Number of regions along (H, W): ceil(label size / region size)."""
+    return math.ceil(label_size[0] / region_size[0]), math.ceil(label_size[1] / region_size[1])
+
+
+@torch.no_grad()
+def region_seg_losses(logits: torch.Tensor, gt: torch.Tensor, region_size: Tuple[int, int],
+                      ignore_index: int = 255, align_corners: bool = False):
+    """Mean cross-entropy against ``gt`` inside each region of the label map.
+
+    Returns ``(loss, valid)``: (N, gh, gw) mean CE over the region's labelled pixels
+    and a bool mask of the regions that have at least one labelled pixel. Regions
+    are the cells of a ``gh x gw`` grid (``region_grid``), pooled with adaptive
+    average pooling (exact tiles when the label size is a multiple of region_size).
+    """
+    gt = _labels(gt)
+    logits = logits_at_labels(logits.detach().float(), gt, align_corners)
+    valid = (gt != ignore_index).float()
+    ce = F.cross_entropy(logits, gt.clamp(min=0) * (gt != ignore_index), reduction='none') * valid
+    grid = region_grid(gt.shape[-2:], region_size)
+    ce_sum = F.adaptive_avg_pool2d(ce[:, None], grid)[:, 0]
+    count = F.adaptive_avg_pool2d(valid[:, None], grid)[:, 0]
+    has = count > 0
+    return torch.where(has, ce_sum / count.clamp(min=1e-12), torch.zeros_like(ce_sum)), has
+
+
+@torch.no_grad()
+def region_directions(learner_logits: torch.Tensor, teacher_logits: torch.Tensor, gt: torch.Tensor,
+                      region_size: Tuple[int, int], ignore_index: int = 255,
+                      align_corners: bool = False) -> torch.Tensor:
+    """(N, gh, gw) bool: regions where the teacher of the term is more reliable.
+
+    True where the teacher's mean segmentation loss in the region is strictly lower
+    than the learner's (regions without labelled pixels and ties transfer nothing).
+    """
+    loss_l, valid = region_seg_losses(learner_logits, gt, region_size, ignore_index, align_corners)
+    loss_t, _ = region_seg_losses(teacher_logits, gt, region_size, ignore_index, align_corners)
+    return valid & (loss_t < loss_l)
+
+
+@MODELS.register_module()
+class RegionBSDLoss(nn.Module):
+    r"""Region-wise BSD: in each region, features flow from the more reliable student.
+
+    The label map is split into regions of ``region_size`` pixels (a ``G_h x G_w``
+    grid); feature maps are split into the same grid. For region :math:`r` of
+    sample :math:`n`, :math:`\ell^s_{nr}` is student s's mean cross-entropy against
+    the ground truth over the region's labelled pixels. The learner :math:`a` mimics
+    the teacher :math:`b` only in the regions where :math:`b` is more reliable:
+
+    .. math::
+        m_{nr} = [\ell^b_{nr} < \ell^a_{nr}],\qquad
+        L^{a \leftarrow b} = \frac{w}{N G_h G_w} \sum_{n,r} m_{nr}\,
+            \frac{1}{C |r|} \sum_{c,(h,w) \in r} \big(g_a(F_a) - \mathrm{sg}(F_b)\big)^2_{nchw}
+
+    so every region is transferred in at most one direction. The normaliser is the
+    number of all regions (not the selected ones), which keeps the loss scale stable
+    when few regions are selected. When the two feature maps differ in size the
+    target is resized (bilinear) to the learner's map.
+
+    Args:
+        region_size (int | tuple): region height/width in label pixels.
+        loss_weight (float): :math:`w`.
+        ignore_index (int): label value without ground truth.
+        align_corners (bool): of the bilinear resizes (mmseg heads use False).
+    """
+
+    def __init__(self, region_size: Union[int, Sequence[int]] = 32, loss_weight: float = 1.0,
+                 ignore_index: int = 255, align_corners: bool = False) -> None:
+        super().__init__()
+        self.region_size = _pair(region_size, 'RegionBSDLoss.region_size')
+        self.loss_weight = loss_weight
+        self.ignore_index = ignore_index
+        self.align_corners = align_corners
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, learner_logits: torch.Tensor,
+                teacher_logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """Args:
+            pred: (N, C, h, w) learner features mapped into the teacher's space.
+            target: (N, C, h', w') teacher features (detached here).
+            learner_logits, teacher_logits: (N, K, *, *) segmentation logits.
+            gt: (N, H, W) or (N, 1, H, W) labels.
+        """
+        if pred.dim() != 4 or target.dim() != 4 or pred.shape[:2] != target.shape[:2]:
+            raise ValueError(f'RegionBSDLoss: learner feature {tuple(pred.shape)} and target feature '
+                             f'{tuple(target.shape)} must be NCHW maps with equal N and C; set the '
+                             'learner connector to map into the other student\'s channels')
+        target = target.detach()
+        if target.shape[-2:] != pred.shape[-2:]:
+            target = F.interpolate(target, size=pred.shape[-2:], mode='bilinear',
+                                   align_corners=self.align_corners)
+        select = region_directions(learner_logits, teacher_logits, gt, self.region_size,
+                                   self.ignore_index, self.align_corners)
+        err = (pred - target).pow(2).mean(dim=1, keepdim=True)
+        region_err = F.adaptive_avg_pool2d(err, select.shape[-2:])[:, 0]
+        return self.loss_weight * (region_err * select).sum() / select.numel()
+
+
+@torch.no_grad()
+def pixel_selection(learner_logits: torch.Tensor, teacher_logits: torch.Tensor, gt: torch.Tensor,
+                    ignore_index: int = 255, align_corners: bool = False) -> torch.Tensor:
+    """(N, H, W) bool: labelled pixels where the teacher of the term is reliable.
+
+    The teacher's prediction is correct there, and either the learner's is wrong or
+    the teacher gives the true class a higher probability than the learner does.
+    So each pixel is transferred in at most one direction, and not at all where
+    both students are wrong.
+    """
+    gt = _labels(gt)
+    p_l = logits_at_labels(learner_logits.detach().float(), gt, align_corners).softmax(1)
+    p_t = logits_at_labels(teacher_logits.detach().float(), gt, align_corners).softmax(1)
+    valid = gt != ignore_index
+    idx = (gt.clamp(min=0) * valid)[:, None]
+    conf_l, conf_t = p_l.gather(1, idx)[:, 0], p_t.gather(1, idx)[:, 0]
+    right_l, right_t = p_l.argmax(1) == gt, p_t.argmax(1) == gt
+    return valid & right_t & (~right_l | (conf_t > conf_l))
+
+
+@MODELS.register_module()
+class PixelBSDLoss(nn.Module):
+    r"""Pixel-wise BSD: logit KD only at the pixels where the teacher is reliable.
+
+    With :math:`p = \mathrm{softmax}(z/\tau)` at every labelled pixel :math:`i`
+    (logits resized to the label map) and the selection :math:`m_i` of
+    :func:`pixel_selection` (teacher correct, and learner wrong or less confident
+    in the true class):
+
+    .. math::
+        L^{a \leftarrow b} = \frac{w\,\tau^2}{|\Omega|} \sum_{i \in \Omega} m_i
+            \sum_k p^b_{ik} \log\frac{p^b_{ik}}{p^a_{ik}}
+
+    where :math:`\Omega` are the labelled pixels (the normaliser counts all of them,
+    not only the selected ones).
+
+    Args:
+        tau (float): temperature :math:`\tau`.
+        loss_weight (float): :math:`w`.
+        ignore_index (int): label value without ground truth.
+        align_corners (bool): of the bilinear resize of the logits.
+    """
+
+    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0, ignore_index: int = 255,
+                 align_corners: bool = False) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f'PixelBSDLoss.tau must be > 0, got {tau}')
+        self.tau = tau
+        self.loss_weight = loss_weight
+        self.ignore_index = ignore_index
+        self.align_corners = align_corners
+
+    def forward(self, learner_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                gt: torch.Tensor) -> torch.Tensor:
+        """Args: learner_logits, teacher_logits: (N, K, h, w); gt: (N, [1,] H, W)."""
+        if learner_logits.shape[:2] != teacher_logits.shape[:2]:
+            raise ValueError(f'PixelBSDLoss: logits {tuple(learner_logits.shape)} and '
+                             f'{tuple(teacher_logits.shape)} differ in batch or class count')
+        gt = _labels(gt)
+        select = pixel_selection(learner_logits, teacher_logits, gt, self.ignore_index,
+                                 self.align_corners)
+        z_l = logits_at_labels(learner_logits, gt, self.align_corners)
+        z_t = logits_at_labels(teacher_logits.detach(), gt, self.align_corners)
+        log_p_l = F.log_softmax(z_l / self.tau, dim=1)
+        log_p_t = F.log_softmax(z_t / self.tau, dim=1)
+        kl = (log_p_t.exp() * (log_p_t - log_p_l)).sum(1)
+        num_valid = (gt != self.ignore_index).sum().clamp(min=1)
+        return self.loss_weight * self.tau**2 * (kl * select).sum() / num_valid
