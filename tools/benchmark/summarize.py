@@ -6,6 +6,10 @@ import os.path as osp
 import sys
 
 
+def num(x, spec):
+    return 'n/a' if x is None else format(x, spec)
+
+
 def main(argv=None):
     folder = (argv or sys.argv[1:] or ['docs/benchmarks'])[0]
     rows = []
@@ -16,8 +20,9 @@ def main(argv=None):
         rows.append(
             f"| {osp.splitext(osp.basename(path))[0]} | {r['device']} | {r['batch_size']}x"
             f"{r['input_size']}px | {m['a_student']:.0f} | {m['b_mmkd']:.0f} | {m['c_plain']:.0f} | "
-            f"{m['d_cached']:.0f} | {r['ratio_b_over_c']:.3f} | {r['ratio_b_over_d']:.2f} | "
-            f"{r['ratio_d_over_a']:.3f} | {mem.get('a_student', float('nan')):.0f} / "
+            f"{num(m.get('d_cached'), '.0f')} | {r['ratio_b_over_c']:.3f} | "
+            f"{num(r['ratio_b_over_d'], '.2f')} | "
+            f"{num(r['ratio_d_over_a'], '.3f')} | {mem.get('a_student', float('nan')):.0f} / "
             f"{mem.get('b_mmkd', float('nan')):.0f} | {r.get('memory_bound_mib', float('nan')):.0f} |")
     print('| config | device | batch | (a) student ms | (b) mmkd ms | (c) plain ms | (d) cached ms '
           '| b/c | b/d | d/a | peak MiB a / b | bound for b-a MiB |')
