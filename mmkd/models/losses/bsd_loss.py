@@ -128,7 +128,7 @@ class RegionBSDLoss(nn.Module):
         """Args:
             pred: (N, C, h, w) learner features mapped into the teacher's space.
             target: (N, C, h', w') teacher features (detached here).
-            learner_logits, teacher_logits: (N, K, *, *) segmentation logits.
+            learner_logits, teacher_logits: (N, K, h, w) segmentation logits.
             gt: (N, H, W) or (N, 1, H, W) labels.
         """
         if pred.dim() != 4 or target.dim() != 4 or pred.shape[:2] != target.shape[:2]:
