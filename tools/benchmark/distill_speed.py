@@ -73,14 +73,24 @@ def build(cfg_path, batch_size, input_size, device, config_data=False):
     scope = cfg.get('default_scope', 'mmengine')
     init_default_scope(scope)
     model_cfg = cfg.model.copy()
-    model_cfg['teacher_ckpt'] = None
+    if 'teacher_ckpt' in model_cfg:
+        model_cfg['teacher_ckpt'] = None  # random weights: nothing is downloaded
     torch.manual_seed(0)
     algo = MODELS.build(model_cfg)
-    student, _ = build_task_model(model_cfg['architecture'], key='architecture')
-    if getattr(student, 'contrastive_weight', None) == 0:
-        # TinyCLIP configs move the student's contrastive loss into the affinity loss
-        # (its alpha); the student trained alone needs it back.
-        student.contrastive_weight = 1.0
+    if 'architecture' in model_cfg:
+        student_cfgs = {'architecture': model_cfg['architecture']}
+    elif isinstance(model_cfg.get('students'), dict):  # collaborative: every student alone
+        student_cfgs = dict(model_cfg['students'])
+    else:
+        raise SystemExit('error: model has neither `architecture` nor `students`')
+    students = {}
+    for name, scfg in student_cfgs.items():
+        student, _ = build_task_model(scfg, key=name)
+        if getattr(student, 'contrastive_weight', None) == 0:
+            # TinyCLIP configs move the student's contrastive loss into the affinity
+            # loss (its alpha); the student trained alone needs it back.
+            student.contrastive_weight = 1.0
+        students[name] = student
     size = input_size or (64 if scope == 'mmpretrain' else 128)
     for pp in (algo.data_preprocessor, student.data_preprocessor):
         if hasattr(pp, 'size') and getattr(pp, 'size', None) is not None:
@@ -93,8 +103,35 @@ def build(cfg_path, batch_size, input_size, device, config_data=False):
     batches = [pseudo_collate([dataset[(k * batch_size + i) % len(dataset)]
                                for i in range(batch_size)]) for k in range(4)]
     algo.to(device).train()
-    student.to(device).train()
-    return algo, student, batches, scope, size
+    for student in students.values():
+        student.to(device).train()
+    return algo, students, batches, scope, size, cfg
+
+
+def optim_wrappers(cfg, algo, students):
+    """SGD (lr 1e-5) for everything, except algorithms that bring their own optimizer
+    constructor (one optimizer per student): those use the config's wrappers, and each
+    student alone uses its own entry of them."""
+    import torch
+    from mmengine.optim import OptimWrapper, build_optim_wrapper
+    ow_cfg = cfg.optim_wrapper
+    if 'constructor' in ow_cfg:
+        ow_b = build_optim_wrapper(algo, ow_cfg)
+        ow_a = {n: build_optim_wrapper(m, ow_cfg[n]) for n, m in students.items()}
+    else:
+        ow_b = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=1e-5))
+        ow_a = {n: OptimWrapper(torch.optim.SGD(m.parameters(), lr=1e-5))
+                for n, m in students.items()}
+    return ow_a, ow_b
+
+
+def teacher_modules(algo):
+    if hasattr(algo, 'teacher'):
+        return [algo.teacher]
+    teachers = getattr(algo, 'teachers', None)
+    if isinstance(teachers, dict):
+        return list(teachers.values())
+    return []  # collaborative students teach each other
 
 
 def embedded_dataset(scope, size):
@@ -229,11 +266,16 @@ def memory_probe(args):
 
     import psutil
     import torch
-    from mmengine.optim import OptimWrapper
-    algo, student, batches, _, _ = build(args.config, args.batch_size, args.input_size, args.device,
-                                         args.config_data)
-    model = student if args.memory_probe == 'a' else algo
-    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-5))
+    algo, students, batches, _, _, cfg = build(args.config, args.batch_size, args.input_size,
+                                               args.device, args.config_data)
+    ow_a, ow_b = optim_wrappers(cfg, algo, students)
+    if args.memory_probe == 'a':
+        def step(batch):
+            for name, student in students.items():
+                student.train_step(batch, ow_a[name])
+    else:
+        def step(batch):
+            algo.train_step(batch, ow_b)
     gc.collect()
     proc = psutil.Process()
     peak = {'rss': 0}
@@ -252,7 +294,7 @@ def memory_probe(args):
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
     for k in range(3):
-        model.train_step(batches[k % len(batches)], ow)
+        step(batches[k % len(batches)])
     if args.device.startswith('cuda'):
         top = torch.cuda.max_memory_allocated()
     else:
@@ -267,25 +309,36 @@ def main(argv=None):
     if args.memory_probe:
         return memory_probe(args)
     import torch
-    from mmengine.optim import OptimWrapper
-    algo, student, batches, scope, size = build(args.config, args.batch_size, args.input_size,
-                                                args.device, args.config_data)
-    try:
-        cached = attach_cache(algo, batches, args.device)
-    except (IndexError, RuntimeError, ValueError) as err:
-        # e.g. TinyCLIP records the teacher's logit scale, a scalar, not a per-sample tensor
-        print(f'(d) skipped: the recorded teacher tensors cannot be cached per sample ({err})')
-        cached = None
-    ow_a = OptimWrapper(torch.optim.SGD(student.parameters(), lr=1e-5))
-    ow_b = OptimWrapper(torch.optim.SGD(algo.parameters(), lr=1e-5))
-    plain = plain_step_fn(algo, torch.optim.SGD(algo.parameters(), lr=1e-5))
+    algo, students, batches, scope, size, cfg = build(args.config, args.batch_size,
+                                                      args.input_size, args.device,
+                                                      args.config_data)
+    ow_a, ow_b = optim_wrappers(cfg, algo, students)
+    generic = hasattr(algo, 'distiller') and hasattr(algo.distiller, 'teacher_record_needs')
+    cached = plain = None
+    if not generic:
+        print(f'(c), (d) skipped: {type(algo).__name__} has its own train step (no '
+              'ConfigurableDistiller), so there is no generic hand-written loop or cache')
+    else:
+        try:
+            cached = attach_cache(algo, batches, args.device)
+        except (IndexError, RuntimeError, ValueError) as err:
+            # e.g. TinyCLIP records the teacher's logit scale, a scalar, not per sample
+            print(f'(d) skipped: the recorded teacher tensors cannot be cached per sample ({err})')
+        plain = plain_step_fn(algo, torch.optim.SGD(algo.parameters(), lr=1e-5))
     prep = algo.data_preprocessor
+
+    def step_a(k):
+        for name, student in students.items():
+            student.train_step(batches[k], ow_a[name])
+
     variants = {
-        'a_student': lambda k: student.train_step(batches[k], ow_a),
+        'a_student': step_a,
         'b_mmkd': lambda k: algo.train_step(batches[k], ow_b),
         'c_plain': lambda k: plain(prep(batches[k], True)),
         'd_cached': lambda k: algo.train_step(cached[k], ow_b),
     }
+    if plain is None:
+        variants.pop('c_plain')
     if cached is None:
         variants.pop('d_cached')
     times = {name: [] for name in variants}
@@ -303,13 +356,16 @@ def main(argv=None):
     med = {n: statistics.median(v) * 1000 for n, v in times.items()}
     result = dict(config=args.config, device=args.device, scope=scope, input_size=size,
                   batch_size=args.batch_size, iters=args.iters, median_ms=med,
-                  ratio_b_over_c=med['b_mmkd'] / med['c_plain'],
+                  ratio_b_over_a=med['b_mmkd'] / med['a_student'],
+                  ratio_b_over_c=med['b_mmkd'] / med['c_plain'] if plain else None,
                   ratio_b_over_d=med['b_mmkd'] / med['d_cached'] if cached else None,
                   ratio_d_over_a=med['d_cached'] / med['a_student'] if cached else None,
                   torch=torch.__version__, threads=torch.get_num_threads())
-    teacher_bytes = sum(p.numel() * p.element_size() for p in algo.teacher.parameters())
-    teacher_bytes += sum(b.numel() * b.element_size() for b in algo.teacher.buffers())
-    rec_bytes = sum(v.numel() * v.element_size() for v in _recorded(algo, batches[0]))
+    teachers = teacher_modules(algo)
+    teacher_bytes = sum(p.numel() * p.element_size() for t in teachers for p in t.parameters())
+    teacher_bytes += sum(b.numel() * b.element_size() for t in teachers for b in t.buffers())
+    rec_bytes = (sum(v.numel() * v.element_size() for v in _recorded(algo, batches[0]))
+                 if generic else 0)
     result['teacher_weight_mib'] = teacher_bytes / 2**20
     result['teacher_recorded_mib'] = rec_bytes / 2**20
     if not args.skip_memory:
@@ -327,9 +383,10 @@ def main(argv=None):
                 raise SystemExit(f'memory probe {v} failed:\n{out.stderr[-2000:]}')
             mem[v] = json.loads(lines[-1])['peak_delta'] / 2**20
         result['peak_mib'] = dict(a_student=mem['a'], b_mmkd=mem['b'])
-        bound = (teacher_bytes + rec_bytes) / 2**20 * 1.2
         result['memory_b_minus_a_mib'] = mem['b'] - mem['a']
-        result['memory_bound_mib'] = bound
+        # The bound is about a frozen teacher; collaborative students have none.
+        result['memory_bound_mib'] = ((teacher_bytes + rec_bytes) / 2**20 * 1.2
+                                      if generic else None)
     report(result, args)
     return result
 
@@ -359,10 +416,14 @@ def report(result, args):
 
     def fmt(x):
         return 'n/a' if x is None else f'{x:.3f}'
+    print(f"  b/a distillation vs alone   {fmt(result['ratio_b_over_a']):>9}")
     print(f"  b/c framework overhead      {fmt(result['ratio_b_over_c']):>9}")
     print(f"  b/d teacher cost factor     {fmt(result['ratio_b_over_d']):>9}")
     print(f"  d/a cached vs student alone {fmt(result['ratio_d_over_a']):>9}")
-    if 'peak_mib' in result:
+    if 'peak_mib' in result and result['memory_bound_mib'] is None:
+        print(f"  peak memory (a) {result['peak_mib']['a_student']:.1f} MiB, (b) "
+              f"{result['peak_mib']['b_mmkd']:.1f} MiB")
+    elif 'peak_mib' in result:
         print(f"  peak memory (a) {result['peak_mib']['a_student']:.1f} MiB, (b) "
               f"{result['peak_mib']['b_mmkd']:.1f} MiB; b-a = {result['memory_b_minus_a_mib']:.1f} "
               f"MiB vs bound (teacher weights {result['teacher_weight_mib']:.1f} + recorded "
