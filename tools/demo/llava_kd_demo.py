@@ -3,7 +3,7 @@
 
 Trains, through tools/train.py and tools/test.py (one thread per run):
 
-  1. the teacher (CLIP width 128 x 4 + Qwen2 width 128 x 4), 1,500 iterations of SFT;
+  1. the teacher (CLIP width 128 x 4 + Qwen2 width 128 x 4), 1,000 iterations of SFT;
   2. the student (CLIP width 64 x 2 + Qwen2 width 64 x 2), 1,000 iterations of SFT only;
   3. the same student, 1,000 iterations of CE + MDist + RDist from the frozen teacher;
 

@@ -104,3 +104,32 @@ def test_random_teacher_warns():
 def test_distillation_off_keeps_only_ce():
     model = algo(mdist=None, rdist=None)
     assert set(model(**batch(model), mode='loss')) == {'loss_ce'}
+
+
+@pytest.mark.parametrize('name', [
+    'llava-kd_stage1-dpt_siglip-so400m_qwen1.5-4b_to_qwen1.5-1.8b_fsdp-8xb32_llava-558k',
+    'llava-kd_stage3-dft_siglip-so400m_qwen1.5-4b_to_qwen1.5-1.8b_fsdp-8xb16_llava-665k'])
+def test_real_scale_configs_build_at_tiny_size(name, repo_root):
+    """The paper-scale configs' keys are valid: shrink the towers, drop the checkpoint
+    paths and the HF tokenizer, build the algorithm and run one loss step."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import MODELS as ROOT_MODELS
+    cfg = Config.fromfile(osp.join(repo_root, 'configs/llava_kd', name + '.py')).model.to_dict()
+    assert cfg['teacher_precision'] == 'bf16'
+    trainable = cfg['architecture']['trainable']
+    assert trainable == (('projector', ) if 'stage1' in name else ('projector', 'llm'))
+    for part, width in (('architecture', 32), ('teacher', 48)):
+        sub = cfg[part]
+        sub.pop('pretrained')
+        sub.pop('tokenizer')
+        sub['vision_config'] = dict(VISION, model_type='siglip_vision_model')
+        sub['text_config'] = dict(sub['text_config'], hidden_size=width, intermediate_size=2 * width,
+                                  num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                  vocab_size=34)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        model = ROOT_MODELS.build(dict(cfg, _scope_='mmkd'))
+    losses = model(**batch(model, n=2), mode='loss')
+    assert set(losses) >= {'loss_ce', 'distill.loss_mdist_res', 'distill.loss_rdist'}
