@@ -6,10 +6,10 @@
 # Recipe of the official SD.sh / main_finetune_dis.py: 8 GPUs x 128, 200 epochs, AdamW
 # lr 1e-3 * 1024 / 256, wd 0.05, 5 warm-up epochs, cosine to 1e-6, drop path 0, mixup 0.8,
 # cutmix 1.0, label smoothing 0.1, RandAugment, random erasing 0.25 (mmpretrain's MAE
-# fine-tuning pipeline); the teacher sees the same mixed images.
-# NOT reproduced: layer-wise lr decay 0.75. mmpretrain's
-# LearningRateDecayOptimWrapperConstructor asks the top-level model for get_layer_depth,
-# which SingleTeacherDistill does not provide yet, so this config trains without it.
+# fine-tuning pipeline); the teacher sees the same mixed images. Layer-wise lr decay 0.75
+# (SD.sh) over the student's 12 blocks: mmkd.DistillLayerDecayOptimWrapperConstructor
+# finds them under `architecture.backbone.layers.<i>` (embeddings 0.75^13, block i
+# 0.75^(12-i), head and distillation token 1; the teacher is in no optimizer group).
 # Convert the generic-stage checkpoint first:
 #   python tools/model_converters/mae_distill_to_vit.py \
 #       work_dirs/g2sd_generic/epoch_300.pth work_dirs/g2sd_generic/deit-small-p16_g2sd.pth \
@@ -65,7 +65,8 @@ optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3 * 1024 / 256, weight_decay=0.05, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(custom_keys={
+    constructor='mmkd.DistillLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.75, custom_keys={
         '.ln': dict(decay_mult=0.0), '.bias': dict(decay_mult=0.0),
         '.cls_token': dict(decay_mult=0.0), '.dist_token': dict(decay_mult=0.0),
         '.pos_embed': dict(decay_mult=0.0)}))

@@ -34,3 +34,7 @@ __all__ += ['HFDLoss', 'RegionBSDLoss', 'PixelBSDLoss']
 from .llava_kd_losses import MDistLoss, RDistLoss  # noqa: E402
 
 __all__ += ['MDistLoss', 'RDistLoss']
+# issue 6 (G2SD specific stage, detection)
+from .frs_loss import FRSClsLoss, FRSFeatureLoss  # noqa: E402
+
+__all__ += ['FRSFeatureLoss', 'FRSClsLoss']
