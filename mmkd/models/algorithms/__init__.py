@@ -34,3 +34,7 @@ __all__ += ['LlavaKDDistill']
 from .collaborative_distill import CollaborativeDistill, CollaborativeOptimWrapperConstructor  # noqa: E402
 
 __all__ += ['CollaborativeDistill', 'CollaborativeOptimWrapperConstructor']
+# issue 4 (MGD semi-supervised segmentation)
+from .semi_supervised_distill import SemiSupervisedDataPreprocessor, SemiSupervisedDistill  # noqa: E402
+
+__all__ += ['SemiSupervisedDistill', 'SemiSupervisedDataPreprocessor']

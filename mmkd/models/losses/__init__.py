@@ -38,3 +38,13 @@ __all__ += ['MDistLoss', 'RDistLoss']
 from .frs_loss import FRSClsLoss, FRSFeatureLoss  # noqa: E402
 
 __all__ += ['FRSFeatureLoss', 'FRSClsLoss']
+# issue 4 (MGD semi-supervised segmentation)
+from .mgd_ssss_losses import (  # noqa: E402
+                              ContentAwareLoss,
+                              OhemCrossEntropyLoss,
+                              PixelConsistencyLoss,
+                              SemanticSensitiveLoss,
+)
+
+__all__ += ['PixelConsistencyLoss', 'SemanticSensitiveLoss', 'ContentAwareLoss',
+            'OhemCrossEntropyLoss']

@@ -1,0 +1,229 @@
+"""SemiSupervisedDistill (MGD): CutMix pseudo labels, frozen hidden teachers, losses."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from mmkd.models.algorithms import SemiSupervisedDistill
+from mmkd.models.utils import BoxMaskGenerator, cutmix
+
+SIZE = 32
+
+
+def tiny_seg(width=8, depth=18, num_classes=3, mean=0.0):
+    norm = dict(type='BN', requires_grad=True)
+    return dict(
+        _scope_='mmseg',
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[mean] * 3, std=[255.0] * 3,
+                               size=(SIZE, SIZE)),
+        backbone=dict(type='ResNetV1c', depth=depth, base_channels=width, stem_channels=width,
+                      num_stages=4, out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4),
+                      strides=(1, 2, 1, 1), norm_cfg=norm, contract_dilation=True),
+        decode_head=dict(type='FCNHead', in_channels=width * 8, in_index=3, channels=8,
+                         num_convs=1, concat_input=True, dropout_ratio=0.1,
+                         num_classes=num_classes, norm_cfg=norm, align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
+
+
+def build(**kwargs):
+    torch.manual_seed(0)
+    cfg = dict(architecture=tiny_seg(4), wide_teacher=tiny_seg(8), deep_teacher=tiny_seg(4, 34),
+               student_feat_source='decode_head.conv_cat')
+    cfg.update(kwargs)
+    with pytest.warns(UserWarning, match='no .*_teacher_ckpt'):
+        return SemiSupervisedDistill(**cfg)
+
+
+def samples(n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 3, (1, SIZE, SIZE), generator=g))
+        s.set_metainfo(dict(img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE),
+                            ori_shape=(SIZE, SIZE)))
+        out.append(s)
+    return out
+
+
+def images(n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, SIZE, SIZE, generator=g)
+
+
+def raw_batch(n=2, seed=0):
+    """What SemiSupervisedSegDataset + pseudo_collate give."""
+    def part(k, labelled):
+        g = torch.Generator().manual_seed(seed * 10 + k)
+        inputs = [torch.randint(0, 256, (3, SIZE, SIZE), generator=g, dtype=torch.uint8)
+                  for _ in range(n)]
+        data_samples = samples(n, seed + k) if labelled else [
+            SegDataSample(metainfo=dict(img_shape=(SIZE, SIZE))) for _ in range(n)]
+        return dict(inputs=inputs, data_samples=data_samples)
+    return dict(labelled=part(0, True), unlabelled=[part(1, False), part(2, False)])
+
+
+def teacher_argmax(model, name, x):
+    with torch.no_grad():
+        logits = model.teachers[name](x, None, mode='tensor')
+    return F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False).argmax(1)
+
+
+# ------------------------------------------------------------------------------ CutMix
+def test_box_masks():
+    gen = BoxMaskGenerator(prop_range=(0.25, 0.5), n_boxes=3)
+    g = torch.Generator().manual_seed(0)
+    masks = gen(64, (40, 60), generator=g)
+    assert masks.shape == (64, 1, 40, 60)
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+    frac = masks.mean(dim=(1, 2, 3))
+    assert (frac > 0).all() and (frac <= 0.5 + 0.05).all()  # boxes cover prop (rounded)
+    again = gen(64, (40, 60), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(masks, again)
+    # inverted masks: boxes set 1 and overlapping boxes cancel (XOR)
+    boxes = torch.tensor([[[0, 0, 2, 2], [1, 1, 3, 3]]])
+    mask = BoxMaskGenerator(n_boxes=2).masks_from_boxes(boxes, (4, 4))[0, 0]
+    expected = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]).float()
+    assert torch.equal(mask, expected)
+    assert torch.equal(BoxMaskGenerator(n_boxes=2, invert=False).masks_from_boxes(boxes, (4, 4))[0, 0],
+                       1 - expected)
+    with pytest.raises(ValueError, match='prop_range'):
+        BoxMaskGenerator(prop_range=(0.6, 0.2))
+
+
+def test_cutmix_takes_each_pixel_from_one_source():
+    a, b = images(2, 1), images(2, 2)
+    mask = BoxMaskGenerator()(2, (SIZE, SIZE), generator=torch.Generator().manual_seed(3))
+    mixed = cutmix(a, b, mask)
+    m = mask.bool().expand_as(a)
+    assert torch.equal(mixed[m], b[m]) and torch.equal(mixed[~m], a[~m])
+
+
+def test_pseudo_labels_equal_the_mix_of_the_teachers_predictions():
+    model = build()
+    u0, u1, lab = images(2, 1), images(2, 2), images(2, 3)
+    mask = BoxMaskGenerator()(2, (SIZE, SIZE), generator=torch.Generator().manual_seed(4))
+    assert 0 < mask.mean() < 1
+    mixed = cutmix(u0, u1, mask)
+    targets = model.teacher_targets(u0, u1, mixed, mask, lab)
+    m = mask[:, 0].bool()
+    for name in ('wide', 'deep'):
+        p0, p1 = teacher_argmax(model, name, u0), teacher_argmax(model, name, u1)
+        # the two sources disagree inside and outside the boxes, so a swapped or
+        # ignored mask would fail
+        assert (p0 != p1)[m].any() and (p0 != p1)[~m].any()
+        expected = torch.where(m, p1, p0)
+        assert torch.equal(targets['pseudo'][name], expected), name
+        assert torch.equal(targets['labelled'][name].argmax(1), teacher_argmax(model, name, lab))
+    assert targets['mixed']['wide']['feat'].shape[0] == 2
+    assert targets['mixed']['deep']['feat'] is None  # only the wide teacher's feature is used
+
+
+def test_unlabelled_pixel_loss_uses_the_mixed_pseudo_labels(monkeypatch):
+    model = build(labelled_consistency=False)
+    model.eval()  # deterministic student (no dropout, BN running stats)
+    u0, u1, lab = images(2, 1), images(2, 2), images(2, 3)
+    mask = BoxMaskGenerator()(2, (SIZE, SIZE), generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(model, 'mask_generator', lambda n, size, device=None: mask)
+    losses = model.loss(lab, samples(), unlabelled_inputs=[u0, u1])
+    mixed = cutmix(u0, u1, mask)
+    with torch.no_grad():
+        s = model.architecture(mixed, None, mode='tensor')
+    s = F.interpolate(s, size=(SIZE, SIZE), mode='bilinear', align_corners=False)
+    for name in ('wide', 'deep'):
+        pseudo = torch.where(mask[:, 0].bool(), teacher_argmax(model, name, u1),
+                             teacher_argmax(model, name, u0))
+        expected = F.cross_entropy(s, pseudo)
+        assert losses[f'mgd.loss_pixel_unlab_{name}'].item() == pytest.approx(expected.item(),
+                                                                              rel=1e-5)
+    assert 'mgd.loss_pixel_lab_wide' not in losses
+    assert {'mgd.loss_semantic', 'mgd.loss_content', 'decode.loss_ce'} <= set(losses)
+
+
+# ---------------------------------------------------------------------- frozen teachers
+def test_teachers_frozen_hidden_in_eval_and_untouched_by_training():
+    model = build()
+    teacher_params = {id(p) for t in model.teachers.values() for p in t.parameters()}
+    assert teacher_params
+    assert all(not p.requires_grad for t in model.teachers.values() for p in t.parameters())
+    assert not teacher_params & {id(p) for p in model.parameters()}
+    state = model.state_dict()
+    assert not any('teacher' in k for k in state)
+    teacher_tensors = {t.data_ptr() for tt in model.teachers.values() for t in tt.state_dict().values()}
+    assert not teacher_tensors & {v.data_ptr() for v in state.values()}
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.1)))
+    in_optim = {id(p) for group in optim.optimizer.param_groups for p in group['params']}
+    assert not teacher_params & in_optim and in_optim
+
+    model.train()
+    for teacher in model.teachers.values():
+        assert not any(m.training for m in teacher.modules())
+    before = {n: copy.deepcopy(t.state_dict()) for n, t in model.teachers.items()}
+    student_before = copy.deepcopy(model.architecture.state_dict())
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.5))
+    for step in range(2):
+        log_vars = model.train_step(raw_batch(seed=step), optim)
+    assert 'mgd.loss_content' in log_vars and 'mgd.loss_pixel_lab_deep' in log_vars
+    for name, teacher in model.teachers.items():
+        assert not any(m.training for m in teacher.modules())
+        for k, v in teacher.state_dict().items():  # BN running stats included
+            assert torch.equal(v, before[name][k]), (name, k)
+        assert all(p.grad is None for p in teacher.parameters())
+    changed = [k for k, v in model.architecture.state_dict().items()
+               if not torch.equal(v, student_before[k])]
+    assert changed
+    out = model.teacher_outputs('wide', [images(1)], feat_of=0)
+    assert out['logits'][0].grad_fn is None and out['feat'].grad_fn is None
+
+
+def test_teachers_load_checkpoints_and_predict_is_the_students(tmp_path):
+    torch.manual_seed(1)
+    from mmkd.utils import build_task_model
+    wide, _ = build_task_model(tiny_seg(8))
+    path = tmp_path / 'wide.pth'
+    torch.save({'state_dict': wide.state_dict(), 'meta': {}}, path)
+    with pytest.warns(UserWarning, match='deep_teacher_ckpt'):
+        model = SemiSupervisedDistill(architecture=tiny_seg(4), wide_teacher=tiny_seg(8),
+                                      deep_teacher=tiny_seg(4), wide_teacher_ckpt=str(path),
+                                      student_feat_source='decode_head.conv_cat')
+    for k, v in wide.state_dict().items():
+        assert torch.equal(model.teachers['wide'].state_dict()[k], v)
+    model.eval()
+    data = model.data_preprocessor(raw_batch()['labelled'], False)
+    preds = model(**data, mode='predict')
+    assert len(preds) == 2 and 'pred_sem_seg' in preds[0]
+
+
+# ------------------------------------------------------------------------------ options
+def test_ohem_supervised_loss_and_ablations():
+    model = build(sup_loss=dict(type='OhemCrossEntropyLoss', thresh=0.7, min_kept=10),
+                  loss_content=None, loss_semantic=None)
+    assert model.student_feat is None and model.wide_feat is None
+    model.train()
+    losses = model.loss(images(2), samples(), unlabelled_inputs=[images(2, 1), images(2, 2)])
+    assert 'sup.loss_seg' in losses and 'decode.loss_ce' not in losses
+    assert 'mgd.loss_content' not in losses and 'mgd.loss_semantic' not in losses
+    assert {'mgd.loss_pixel_unlab_wide', 'mgd.loss_pixel_lab_deep'} <= set(losses)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match='student_feat_source'):
+        build(student_feat_source='decode_head.nope')
+    with pytest.raises(ValueError, match='teacher_feat_source'):
+        build(teacher_feat_source='decode_head.convz')
+    with pytest.raises(KeyError, match='cutmix: unknown keys'):
+        build(cutmix=dict(n_box=3))
+    with pytest.raises(TypeError, match='loss_pixel'):
+        build(loss_pixel=dict(loss_weight=1.0))
+    with pytest.raises(ValueError, match='wide_teacher normalises'):
+        build(wide_teacher=tiny_seg(8, mean=10.0))
+    model = build()
+    with pytest.raises(ValueError, match='two unlabelled batches'):
+        model.loss(images(2), samples(), unlabelled_inputs=[images(2)])
