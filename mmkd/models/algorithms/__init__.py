@@ -22,14 +22,6 @@ from .teacher_combiners import AverageTeachers, FixedWeightTeachers, MSTRouter  
 __all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'ConvEncoder2d',
             'ConvEncoder3d', 'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
             'AverageTeachers', 'FixedWeightTeachers', 'MSTRouter']
-# issue 8 (LLaVA-MoD)
-from .llava_mod import LlavaMoDDistill  # noqa: E402
-
-__all__ += ['LlavaMoDDistill']
-# issue 8 (LLaVA-KD)
-from .llava_kd import LlavaKDDistill  # noqa: E402
-
-__all__ += ['LlavaKDDistill']
 # issue 5 (HFD/BSD collaborative distillation)
 from .collaborative_distill import CollaborativeDistill, CollaborativeOptimWrapperConstructor  # noqa: E402
 
@@ -38,3 +30,11 @@ __all__ += ['CollaborativeDistill', 'CollaborativeOptimWrapperConstructor']
 from .semi_supervised_distill import SemiSupervisedDataPreprocessor, SemiSupervisedDistill  # noqa: E402
 
 __all__ += ['SemiSupervisedDistill', 'SemiSupervisedDataPreprocessor']
+# issue 8 (LLaVA-MoD)
+from .llava_mod import LlavaMoDDistill  # noqa: E402
+
+__all__ += ['LlavaMoDDistill']
+# issue 8 (LLaVA-KD)
+from .llava_kd import LlavaKDDistill  # noqa: E402
+
+__all__ += ['LlavaKDDistill']

@@ -30,14 +30,6 @@ from .bsd_loss import PixelBSDLoss, RegionBSDLoss  # noqa: E402
 from .hfd_loss import HFDLoss  # noqa: E402
 
 __all__ += ['HFDLoss', 'RegionBSDLoss', 'PixelBSDLoss']
-# issue 8 (LLaVA-KD)
-from .llava_kd_losses import MDistLoss, RDistLoss  # noqa: E402
-
-__all__ += ['MDistLoss', 'RDistLoss']
-# issue 6 (G2SD specific stage, detection)
-from .frs_loss import FRSClsLoss, FRSFeatureLoss  # noqa: E402
-
-__all__ += ['FRSFeatureLoss', 'FRSClsLoss']
 # issue 4 (MGD semi-supervised segmentation)
 from .mgd_ssss_losses import (  # noqa: E402
                               ContentAwareLoss,
@@ -48,3 +40,11 @@ from .mgd_ssss_losses import (  # noqa: E402
 
 __all__ += ['PixelConsistencyLoss', 'SemanticSensitiveLoss', 'ContentAwareLoss',
             'OhemCrossEntropyLoss']
+# issue 6 (G2SD specific stage, detection)
+from .frs_loss import FRSClsLoss, FRSFeatureLoss  # noqa: E402
+
+__all__ += ['FRSFeatureLoss', 'FRSClsLoss']
+# issue 8 (LLaVA-KD)
+from .llava_kd_losses import MDistLoss, RDistLoss  # noqa: E402
+
+__all__ += ['MDistLoss', 'RDistLoss']
