@@ -114,7 +114,9 @@ class MDistLoss(nn.Module):
     def forward(self, s_logits: torch.Tensor, t_logits: torch.Tensor, labels: torch.Tensor,
                 image_token_mask: torch.Tensor, return_parts: bool = False
                 ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Args:
+        """MDist at the response and visual positions.
+
+        Args:
             s_logits, t_logits (B, T, V): student / teacher logits on the same sequence.
             labels (B, T): unshifted labels, -100 outside the response.
             image_token_mask (B, T): True at the ``<image>`` tokens.
@@ -168,7 +170,9 @@ class RDistLoss(nn.Module):
 
     def forward(self, s_tokens: torch.Tensor, t_tokens: torch.Tensor,
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Args:
+        """RDist between the two visual-token self-correlation matrices.
+
+        Args:
             s_tokens (B, K, C_S), t_tokens (B, K, C_T): the visual tokens (e.g. the
                 logits at the visual positions, :func:`select_visual_tokens`).
             mask: unused, for signature symmetry with the other losses.

@@ -61,7 +61,9 @@ class PixelConsistencyLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, preds_S: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Args:
+        """Cross-entropy of the student against labels or a teacher's argmax.
+
+        Args:
             preds_S: (N, C, H, W) student logits.
             target: (N, H, W) integer labels, or (N, C, H, W) teacher logits (their
                 argmax over C is taken; no gradient flows into them).
