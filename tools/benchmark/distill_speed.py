@@ -48,6 +48,10 @@ def parse_args(argv=None):
                    help="take the batches from the config's own train_dataloader.dataset "
                         '(demo configs use the embedded data sets) instead of the embedded '
                         'set chosen by default_scope')
+    p.add_argument('--student-config', default=None,
+                   help='(a) trains the model of this config on its own train data (for '
+                        'algorithms whose batches the student cannot read, e.g. a labelled + '
+                        'unlabelled batch, or several modalities); implies --config-data')
     p.add_argument('--skip-memory', action='store_true')
     p.add_argument('--memory-probe', choices=['a', 'b'], help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -58,12 +62,15 @@ def _cuda():
     return torch.cuda.is_available()
 
 
-def build(cfg_path, batch_size, input_size, device, config_data=False):
-    """Build the algorithm, a separate student, and fixed batches."""
+def build(cfg_path, batch_size, input_size, device, config_data=False, student_config=None):
+    """Build the algorithm, the student(s) alone, and fixed batches for both.
+
+    Returns ``(algo, students, batches, student_batches, scope, size, cfg)``.
+    """
     import torch
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DATASETS, init_default_scope
 
     import mmkd  # noqa: F401
     from mmkd.registry import MODELS
@@ -77,12 +84,16 @@ def build(cfg_path, batch_size, input_size, device, config_data=False):
         model_cfg['teacher_ckpt'] = None  # random weights: nothing is downloaded
     torch.manual_seed(0)
     algo = MODELS.build(model_cfg)
-    if 'architecture' in model_cfg:
+    student_cfg = Config.fromfile(student_config) if student_config else None
+    if student_cfg is not None:  # the student's own config, data and batches
+        student_cfgs = {'architecture': student_cfg.model}
+    elif 'architecture' in model_cfg:
         student_cfgs = {'architecture': model_cfg['architecture']}
     elif isinstance(model_cfg.get('students'), dict):  # collaborative: every student alone
         student_cfgs = dict(model_cfg['students'])
     else:
-        raise SystemExit('error: model has neither `architecture` nor `students`')
+        raise SystemExit('error: model has neither `architecture` nor `students`; '
+                         'give --student-config')
     students = {}
     for name, scfg in student_cfgs.items():
         student, _ = build_task_model(scfg, key=name)
@@ -91,21 +102,26 @@ def build(cfg_path, batch_size, input_size, device, config_data=False):
             # loss (its alpha); the student trained alone needs it back.
             student.contrastive_weight = 1.0
         students[name] = student
-    size = input_size or (64 if scope == 'mmpretrain' else 128)
-    for pp in (algo.data_preprocessor, student.data_preprocessor):
-        if hasattr(pp, 'size') and getattr(pp, 'size', None) is not None:
-            pp.size = (size, size)  # mmseg pads/crops to this; match the benchmark input
-    if config_data:
-        from mmengine.registry import DATASETS
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+
+    def make_batches(dataset):
+        return [pseudo_collate([dataset[(k * batch_size + i) % len(dataset)]
+                                for i in range(batch_size)]) for k in range(4)]
+
+    if config_data or student_cfg is not None:
+        size = 'config'  # the configs' own pipelines decide the image size
+        batches = make_batches(DATASETS.build(cfg.train_dataloader.dataset))
     else:
-        dataset = embedded_dataset(scope, size)
-    batches = [pseudo_collate([dataset[(k * batch_size + i) % len(dataset)]
-                               for i in range(batch_size)]) for k in range(4)]
+        size = input_size or (64 if scope == 'mmpretrain' else 128)
+        for pp in [algo.data_preprocessor] + [m.data_preprocessor for m in students.values()]:
+            if hasattr(pp, 'size') and getattr(pp, 'size', None) is not None:
+                pp.size = (size, size)  # mmseg pads/crops to this; match the benchmark input
+        batches = make_batches(embedded_dataset(scope, size))
+    student_batches = (make_batches(DATASETS.build(student_cfg.train_dataloader.dataset))
+                       if student_cfg is not None else batches)
     algo.to(device).train()
     for student in students.values():
         student.to(device).train()
-    return algo, students, batches, scope, size, cfg
+    return algo, students, batches, student_batches, scope, size, cfg
 
 
 def optim_wrappers(cfg, algo, students):
@@ -266,16 +282,17 @@ def memory_probe(args):
 
     import psutil
     import torch
-    algo, students, batches, _, _, cfg = build(args.config, args.batch_size, args.input_size,
-                                               args.device, args.config_data)
+    algo, students, batches, student_batches, _, _, cfg = build(
+        args.config, args.batch_size, args.input_size, args.device, args.config_data,
+        args.student_config)
     ow_a, ow_b = optim_wrappers(cfg, algo, students)
     if args.memory_probe == 'a':
-        def step(batch):
+        def step(k):
             for name, student in students.items():
-                student.train_step(batch, ow_a[name])
+                student.train_step(student_batches[k], ow_a[name])
     else:
-        def step(batch):
-            algo.train_step(batch, ow_b)
+        def step(k):
+            algo.train_step(batches[k], ow_b)
     gc.collect()
     proc = psutil.Process()
     peak = {'rss': 0}
@@ -294,7 +311,7 @@ def memory_probe(args):
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
     for k in range(3):
-        step(batches[k % len(batches)])
+        step(k % len(batches))
     if args.device.startswith('cuda'):
         top = torch.cuda.max_memory_allocated()
     else:
@@ -309,9 +326,9 @@ def main(argv=None):
     if args.memory_probe:
         return memory_probe(args)
     import torch
-    algo, students, batches, scope, size, cfg = build(args.config, args.batch_size,
-                                                      args.input_size, args.device,
-                                                      args.config_data)
+    algo, students, batches, student_batches, scope, size, cfg = build(
+        args.config, args.batch_size, args.input_size, args.device, args.config_data,
+        args.student_config)
     ow_a, ow_b = optim_wrappers(cfg, algo, students)
     generic = hasattr(algo, 'distiller') and hasattr(algo.distiller, 'teacher_record_needs')
     cached = plain = None
@@ -329,7 +346,7 @@ def main(argv=None):
 
     def step_a(k):
         for name, student in students.items():
-            student.train_step(batches[k], ow_a[name])
+            student.train_step(student_batches[k], ow_a[name])
 
     variants = {
         'a_student': step_a,
@@ -377,6 +394,8 @@ def main(argv=None):
                 cmd += ['--input-size', str(args.input_size)]
             if args.config_data:
                 cmd += ['--config-data']
+            if args.student_config:
+                cmd += ['--student-config', args.student_config]
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             lines = [ln for ln in out.stdout.splitlines() if ln.startswith('{')]
             if out.returncode != 0 or not lines:
@@ -401,13 +420,17 @@ def _recorded(algo, batch):
     return values
 
 
+def px(size):
+    return f'{size}px' if isinstance(size, int) else 'input size from the config'
+
+
 def report(result, args):
     name = args.name or osp.splitext(osp.basename(args.config))[0]
     out_dir = args.out if osp.isabs(args.out) else osp.join(ROOT, args.out)
     os.makedirs(out_dir, exist_ok=True)
     med = result['median_ms']
     print(f"\n{name}  ({result['device']}, batch {result['batch_size']}, "
-          f"{result['input_size']}px, {result['iters']} rounds, median step time)")
+          f"{px(result['input_size'])}, {result['iters']} rounds, median step time)")
     labels = {'a_student': '(a) student alone', 'b_mmkd': '(b) mmkd distillation',
               'c_plain': '(c) hand-written PyTorch', 'd_cached': '(d) mmkd, cached teacher'}
     labels = {k: v for k, v in labels.items() if k in med}
@@ -442,7 +465,7 @@ def report(result, args):
     ax.invert_yaxis()
     ax.set_xlabel('median step time (ms)')
     ax.set_title(f'{name}\n{result["device"]}, batch {result["batch_size"]}, '
-                 f'{result["input_size"]}px', fontsize=8)
+                 f'{px(result["input_size"])}', fontsize=8)
     fig.tight_layout()
     fig.savefig(osp.join(out_dir, f'{name}.png'), dpi=120)
     print(f'  wrote {osp.join(out_dir, name)}.json/.png')

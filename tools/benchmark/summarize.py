@@ -6,6 +6,10 @@ import os.path as osp
 import sys
 
 
+def px(size):
+    return f'{size}px' if isinstance(size, int) else 'config'
+
+
 def num(x, spec):
     return 'n/a' if x is None else format(x, spec)
 
@@ -19,15 +23,16 @@ def main(argv=None):
         mem = r.get('peak_mib', {})
         rows.append(
             f"| {osp.splitext(osp.basename(path))[0]} | {r['device']} | {r['batch_size']}x"
-            f"{r['input_size']}px | {m['a_student']:.0f} | {m['b_mmkd']:.0f} | "
+            f"{px(r['input_size'])} | {m['a_student']:.0f} | {m['b_mmkd']:.0f} | "
             f"{num(m.get('c_plain'), '.0f')} | "
-            f"{num(m.get('d_cached'), '.0f')} | {num(r['ratio_b_over_c'], '.3f')} | "
+            f"{num(m.get('d_cached'), '.0f')} | {m['b_mmkd'] / m['a_student']:.2f} | "
+            f"{num(r['ratio_b_over_c'], '.3f')} | "
             f"{num(r['ratio_b_over_d'], '.2f')} | "
             f"{num(r['ratio_d_over_a'], '.3f')} | {mem.get('a_student', float('nan')):.0f} / "
             f"{mem.get('b_mmkd', float('nan')):.0f} | {num(r.get('memory_bound_mib'), '.0f')} |")
     print('| config | device | batch | (a) student ms | (b) mmkd ms | (c) plain ms | (d) cached ms '
-          '| b/c | b/d | d/a | peak MiB a / b | bound for b-a MiB |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+          '| b/a | b/c | b/d | d/a | peak MiB a / b | bound for b-a MiB |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     print('\n'.join(rows))
 
 
