@@ -53,3 +53,6 @@ param_scheduler = dict(
     cnn=[dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=80000, by_epoch=False)],
     vit=[dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
          dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=80000, by_epoch=False)])
+# Under torch.distributed: one gradient all-reduce per student's optimizer (mmengine's DDP
+# wrapper cannot run a step with two optimizers).
+model_wrapper_cfg = dict(type='mmkd.MultiOptimizerDataParallel')

@@ -40,3 +40,6 @@ optim_wrapper = dict(
     constructor='mmkd.CollaborativeOptimWrapperConstructor',
     cnn=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)),
     vit=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)))
+# Under torch.distributed: one gradient all-reduce per student's optimizer (mmengine's DDP
+# wrapper cannot run a step with two optimizers).
+model_wrapper_cfg = dict(type='mmkd.MultiOptimizerDataParallel')

@@ -96,3 +96,29 @@ def test_resume_is_exact(tmp_path, shapes_root):
         for k in sa:
             for name in ('exp_avg', 'exp_avg_sq'):
                 assert torch.equal(sa[k][name], sb[k][name]), (side, k, name)
+
+
+@pytest.mark.slow
+def test_dist_train_two_processes(tmp_path, shapes_root):
+    """tools/dist_train.sh CONFIG 2 (gloo, CPU): the two-optimizer step runs under
+    mmkd.MultiOptimizerDataParallel (mmengine's DDP wrapper raises on OptimWrapperDict)."""
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+
+    from .cli import ROOT
+    work = str(tmp_path / 'dist')
+    env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               PORT='29541', OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', CFG, '2', '--work-dir', work, '--cfg-options',
+         *data_options(shapes_root), 'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
+         'default_hooks.checkpoint.interval=2'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'GPU number: 2' in out and 'Iter(train) [2/2]' in out
+    state = torch.load(osp.join(work, 'iter_2.pth'), weights_only=False)['state_dict']
+    assert any(k.startswith('students.cnn.') for k in state)
+    assert any(k.startswith('students.vit.') for k in state)

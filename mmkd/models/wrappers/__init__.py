@@ -9,3 +9,7 @@ from .llava_data_preprocessor import LlavaDataPreprocessor  # noqa: E402
 
 __all__ += ['LlavaModel', 'LlavaDataPreprocessor', 'causal_lm_loss', 'next_token_targets',
             'check_same_vocabulary']
+# issue 5/11: several optimizers in one step under torch.distributed
+from .multi_optimizer_ddp import MultiOptimizerDataParallel  # noqa: E402
+
+__all__ += ['MultiOptimizerDataParallel']
