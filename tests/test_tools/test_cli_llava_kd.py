@@ -55,3 +55,19 @@ def test_llava_kd_demo_trains_and_tests(tmp_path):
     with open(metrics) as f:
         result = json.load(f)
     assert 0.0 <= result['vqa/accuracy'] <= 100.0
+
+
+@pytest.mark.slow
+def test_llava_kd_dist_train_two_processes(tmp_path):
+    """DDP (gloo, 2 CPU processes) without find_unused_parameters: the vision layers
+    after vision_feature_layer are frozen by LlavaModel, so no parameter goes unused."""
+    work = str(tmp_path / 'dist')
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               PORT='29543', OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', KD, '2', '--work-dir', work,
+                           '--cfg-options', 'model.teacher_ckpt=None', *SMALL],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'GPU number: 2' in out and 'Iter(train) [3/3]' in out
+    assert 'find_unused_parameters=True' not in open(os.path.join(work, os.path.basename(KD))).read()

@@ -211,6 +211,7 @@ class LlavaModel(BaseModel):
             self.hf_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=dict(use_reentrant=False))
         self.trainable = self._set_trainable(trainable)
+        self.unused_vision_params = self._freeze_unused_vision()
         if max_new_tokens < 1:
             raise ValueError(f'LlavaModel.max_new_tokens={max_new_tokens} must be >= 1')
         self.max_new_tokens = max_new_tokens
@@ -283,6 +284,32 @@ class LlavaModel(BaseModel):
                 # a full CLIP/SigLIP checkpoint: keep the vision half
                 state = {k: v for k, v in state.items() if k.startswith('vision_model.')}
             _load_part(module, state, f'LlavaModel.pretrained.{name}={path!r}', strip)
+
+    def _freeze_unused_vision(self) -> List[str]:
+        """Freeze the vision parameters that never reach the output, return their names.
+
+        LLaVA reads the vision tower's hidden states at ``vision_feature_layer`` (-2 by
+        default), so the encoder layers after it, the final LayerNorm and SigLIP's pooling
+        head get no gradient; DDP would stop with "parameters that were not used in
+        producing loss". Freezing them changes no output.
+        """
+        tower = self.hf_model.vision_tower
+        vision = getattr(tower, 'vision_model', tower)
+        layers = vision.encoder.layers
+        wanted = self.config.vision_feature_layer
+        wanted = list(wanted) if isinstance(wanted, (list, tuple)) else [wanted]
+        # hidden_states[0] is the embedding output, hidden_states[i] the output of layer i-1
+        last = max(i if i >= 0 else len(layers) + 1 + i for i in wanted)
+        unused = {f'encoder.layers.{i}': layers[i] for i in range(last, len(layers))}
+        for name in ('post_layernorm', 'head'):
+            if getattr(vision, name, None) is not None:
+                unused[name] = getattr(vision, name)
+        names = []
+        for prefix, module in unused.items():
+            for pname, param in module.named_parameters():
+                param.requires_grad_(False)
+                names.append(f'{prefix}.{pname}')
+        return names
 
     def _set_trainable(self, trainable: Optional[Sequence[str]]):
         if trainable is None:

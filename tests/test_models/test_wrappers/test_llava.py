@@ -154,3 +154,24 @@ def test_pretrained_from_checkpoint_and_hf_folders(tmp_path):
         tiny(pretrained=dict(language_model=str(tmp_path / 'vit')))
     with pytest.raises(FileNotFoundError, match='never downloads'):
         tiny(pretrained='Qwen/Qwen2-0.5B')
+
+
+@pytest.mark.parametrize('vision_type,feature_layer,frozen_layers', [
+    ('clip_vision_model', -2, [1]), ('clip_vision_model', -1, []), ('siglip_vision_model', -2, [1]),
+    ('clip_vision_model', 0, [0, 1])])
+def test_every_trainable_parameter_gets_a_gradient(vision_type, feature_layer, frozen_layers):
+    """Vision layers after vision_feature_layer, the final LayerNorm and SigLIP's pooling
+    head never reach the loss: they are frozen, so DDP finds no unused parameter."""
+    model = tiny(vision_config=dict(VISION, model_type=vision_type),
+                 vision_feature_layer=feature_layer)
+    model(**batch(model), mode='loss')['loss_ce'].backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad
+    layers = {int(n.split('.')[2]) for n in model.unused_vision_params if n.startswith('encoder.layers.')}
+    assert sorted(layers) == frozen_layers
+    assert any(n.startswith('post_layernorm.') for n in model.unused_vision_params)
+    if vision_type == 'siglip_vision_model':
+        assert any(n.startswith('head.') for n in model.unused_vision_params)
+    used = model.hf_model.vision_tower.vision_model.encoder.layers[0]
+    if 0 not in frozen_layers:
+        assert all(p.requires_grad and p.grad is not None for p in used.parameters())
