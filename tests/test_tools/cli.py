@@ -22,3 +22,18 @@ def run_tool(*args, timeout=900, env=None, expect_fail=False):
 def last_checkpoint(work_dir):
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         return f.read().strip()
+
+
+def save_random_teacher(model_cfg, path, seed=0):
+    """Build a teacher with random weights (seeded) and save it as a checkpoint.
+
+    ``model_cfg``: a model dict or ``dict(cfg_path=...)``. Returns ``(path, state_dict)``.
+    """
+    import torch
+
+    from mmkd.utils import build_task_model
+    torch.manual_seed(seed)
+    teacher, _ = build_task_model(model_cfg)
+    state = teacher.state_dict()
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    return str(path), {k: v.clone() for k, v in state.items()}

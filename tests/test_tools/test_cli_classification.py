@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool
+from .cli import last_checkpoint, run_tool, save_random_teacher
 
 KD_CFG = 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
 
@@ -13,14 +13,9 @@ KD_CFG = 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
 @pytest.fixture(scope='module')
 def teacher_ckpt(tmp_path_factory):
     from mmengine.config import Config
-
-    from mmkd.utils import build_task_model
-    torch.manual_seed(0)
     cfg = Config.fromfile('configs/kd/teacher_resnet18-w32_digits_demo.py')
-    teacher, _ = build_task_model(dict(cfg.model, _scope_='mmpretrain'))
-    path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
-    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
-    return str(path), {k: v.clone() for k, v in teacher.state_dict().items()}
+    return save_random_teacher(dict(cfg.model, _scope_='mmpretrain'),
+                               tmp_path_factory.mktemp('teacher') / 'teacher.pth')
 
 
 @pytest.mark.slow

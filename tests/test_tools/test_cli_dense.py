@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool
+from .cli import last_checkpoint, run_tool, save_random_teacher
 
 DET_CFG = 'configs/fitnet/fitnet_fpn_retinanet-r18_retinanet-r18-w16_shapes_demo.py'
 DET_TEACHER = 'mmkd::task_models/retinanet_r18_fpn_shapes_demo.py'
@@ -24,11 +24,7 @@ def shapes_root(tmp_path_factory):
 
 
 def random_teacher(cfg_path, path):
-    from mmkd.utils import build_task_model
-    torch.manual_seed(0)
-    teacher, _ = build_task_model(dict(cfg_path=cfg_path))
-    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
-    return str(path)
+    return save_random_teacher(dict(cfg_path=cfg_path), path)[0]
 
 
 def data_options(root, det):

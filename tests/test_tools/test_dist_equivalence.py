@@ -12,9 +12,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from .cli import ROOT, run_tool
+from .cli import ROOT, run_tool, save_random_teacher
 
 HERE = osp.dirname(osp.abspath(__file__))  # holds loss_dump_hook.py
 CFG = 'tests/test_tools/configs/dist_equivalence_fitnet_kd_digits.py'
@@ -23,14 +22,9 @@ CFG = 'tests/test_tools/configs/dist_equivalence_fitnet_kd_digits.py'
 @pytest.fixture(scope='module')
 def teacher_ckpt(tmp_path_factory):
     from mmengine.config import Config
-
-    from mmkd.utils import build_task_model
-    torch.manual_seed(0)
     cfg = Config.fromfile('configs/kd/teacher_resnet18-w32_digits_demo.py')
-    teacher, _ = build_task_model(dict(cfg.model, _scope_='mmpretrain'))
-    path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
-    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
-    return str(path)
+    return save_random_teacher(dict(cfg.model, _scope_='mmpretrain'),
+                               tmp_path_factory.mktemp('teacher') / 'teacher.pth')[0]
 
 
 def read_losses(work, rank):

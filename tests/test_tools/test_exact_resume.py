@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool
+from .cli import last_checkpoint, run_tool, save_random_teacher
 
 CFG = 'configs/fitnet/fitnet_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
 
@@ -18,13 +18,8 @@ def losses(log):
 @pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     from mmengine.config import Config
-
-    from mmkd.utils import build_task_model
-    torch.manual_seed(0)
     cfg = Config.fromfile('configs/kd/teacher_resnet18-w32_digits_demo.py')
-    teacher, _ = build_task_model(dict(cfg.model, _scope_='mmpretrain'))
-    ckpt = tmp_path / 'teacher.pth'
-    torch.save({'state_dict': teacher.state_dict()}, ckpt)
+    ckpt, _ = save_random_teacher(dict(cfg.model, _scope_='mmpretrain'), tmp_path / 'teacher.pth')
     # FitNet + KD: a learnable connector and a KD-weight warm-up hook must resume too.
     import os.path as osp
 
@@ -83,16 +78,12 @@ def test_dense_resume_is_exact(tmp_path, task):
     from mmengine.config import Config
 
     from mmkd.datasets import generate_shapes
-    from mmkd.utils import build_task_model
 
     from .cli import ROOT
     config, _ = DENSE[task]
     root = str(tmp_path / 'shapes')
     generate_shapes(root, num_train=8, num_val=2, seed=1)
-    torch.manual_seed(0)
-    teacher, _ = build_task_model(Config.fromfile(config).model.teacher)
-    ckpt = tmp_path / 'teacher.pth'
-    torch.save({'state_dict': teacher.state_dict()}, ckpt)
+    ckpt, _ = save_random_teacher(Config.fromfile(config).model.teacher, tmp_path / 'teacher.pth')
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(
         f"_base_ = ['{osp.join(ROOT, config)}']\n"

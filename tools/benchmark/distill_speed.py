@@ -141,6 +141,20 @@ def optim_wrappers(cfg, algo, students):
     return ow_a, ow_b
 
 
+def train_steps(cfg, algo, students, batches, student_batches, wrappers=None):
+    """``{'a': step(k), 'b': step(k)}``: the student(s) alone, and the mmkd step."""
+    ow_a, ow_b = wrappers or optim_wrappers(cfg, algo, students)
+
+    def step_a(k):
+        for name, student in students.items():
+            student.train_step(student_batches[k], ow_a[name])
+
+    def step_b(k):
+        algo.train_step(batches[k], ow_b)
+
+    return {'a': step_a, 'b': step_b}
+
+
 def teacher_modules(algo):
     if hasattr(algo, 'teacher'):
         return [algo.teacher]
@@ -285,14 +299,7 @@ def memory_probe(args):
     algo, students, batches, student_batches, _, _, cfg = build(
         args.config, args.batch_size, args.input_size, args.device, args.config_data,
         args.student_config)
-    ow_a, ow_b = optim_wrappers(cfg, algo, students)
-    if args.memory_probe == 'a':
-        def step(k):
-            for name, student in students.items():
-                student.train_step(student_batches[k], ow_a[name])
-    else:
-        def step(k):
-            algo.train_step(batches[k], ow_b)
+    step = train_steps(cfg, algo, students, batches, student_batches)[args.memory_probe]
     gc.collect()
     proc = psutil.Process()
     peak = {'rss': 0}
@@ -344,13 +351,10 @@ def main(argv=None):
         plain = plain_step_fn(algo, torch.optim.SGD(algo.parameters(), lr=1e-5))
     prep = algo.data_preprocessor
 
-    def step_a(k):
-        for name, student in students.items():
-            student.train_step(student_batches[k], ow_a[name])
-
+    steps = train_steps(cfg, algo, students, batches, student_batches, (ow_a, ow_b))
     variants = {
-        'a_student': step_a,
-        'b_mmkd': lambda k: algo.train_step(batches[k], ow_b),
+        'a_student': steps['a'],
+        'b_mmkd': steps['b'],
         'c_plain': lambda k: plain(prep(batches[k], True)),
         'd_cached': lambda k: algo.train_step(cached[k], ow_b),
     }
