@@ -144,8 +144,9 @@ class LlavaKDDistill(BaseAlgorithm):
         if distill:
             precision = self.teacher_precision
             device = inputs['input_ids'].device
+            teacher = precision.follow_device(self.teacher, device)  # FSDP leaves it where it was
             with torch.no_grad(), precision.context(device):
-                t = self.teacher.forward_features(precision.cast_inputs(inputs))
+                t = teacher.forward_features(precision.cast_inputs(inputs))
         s = self.architecture.forward_features(inputs)
         losses = {'loss_ce': self.ce_weight * causal_lm_loss(s['logits'], s['labels'])}
         if distill:

@@ -222,12 +222,7 @@ class LlavaMoDDistill(BaseAlgorithm):
 
     def _teacher_features(self, batch: dict) -> Dict[str, torch.Tensor]:
         device = batch['input_ids'].device
-        teacher = self.teacher
-        first = next(teacher.parameters(), None)
-        if first is not None and first.device != device:
-            # FSDP moves only the modules it wraps; the hidden teacher follows the data.
-            teacher.to(device)
-            self.teacher_precision.prepare(teacher)
+        teacher = self.teacher_precision.follow_device(self.teacher, device)
         with torch.no_grad(), self.teacher_precision.context(device):
             feats = teacher.forward_features(self.teacher_precision.cast_inputs(batch))
         return {k: v for k, v in feats.items() if k in ('logits', 'labels', 'attention_mask')}

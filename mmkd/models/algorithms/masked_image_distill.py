@@ -239,9 +239,10 @@ class MaskedImageDistill(SingleTeacherDistill):
         if distill:
             t_inputs = inputs if teacher_inputs is None else teacher_inputs
             precision = self.teacher_precision
+            teacher = precision.follow_device(self.teacher, t_inputs.device)
             with torch.no_grad(), precision.context(t_inputs.device), \
                     self.distiller.teacher_recorders:
-                self.run_mae(self.teacher, precision.cast_inputs(t_inputs), masks, with_loss=False)
+                self.run_mae(teacher, precision.cast_inputs(t_inputs), masks, with_loss=False)
         losses: Dict[str, torch.Tensor] = {}
         with self.distiller.student_recorders:
             pixel_loss = self.run_mae(self.architecture, inputs, masks,

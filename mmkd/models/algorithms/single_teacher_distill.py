@@ -183,9 +183,10 @@ class SingleTeacherDistill(BaseAlgorithm):
     def _teacher_forward(self, inputs: torch.Tensor, data_samples) -> None:
         precision = self.teacher_precision
         device = first_device(inputs, torch.device('cpu'))
+        teacher = precision.follow_device(self.teacher, device)
         with torch.no_grad(), precision.context(device), self.distiller.teacher_recorders:
             try:
-                self.teacher(precision.cast_inputs(inputs), data_samples,
+                teacher(precision.cast_inputs(inputs), data_samples,
                              mode=self.teacher_forward_mode)
             except EarlyExit:
                 pass  # every recorded tensor the losses need is there

@@ -52,6 +52,20 @@ class TeacherPrecision:
             teacher.to(self.dtype)
         return teacher
 
+    def follow_device(self, teacher: nn.Module, device: torch.device | str) -> nn.Module:
+        """Move a hidden teacher to ``device`` if its parameters live elsewhere.
+
+        A teacher held outside the module tree is not moved by strategies that move
+        only the modules they wrap (mmengine's FSDP strategy relies on FSDP's
+        ``device_id``, which walks the wrapped children only), so it follows the data
+        instead; 'cast' mode is re-applied after the move.
+        """
+        first = next(teacher.parameters(), None)
+        if first is not None and first.device != torch.device(device):
+            teacher.to(device)
+            self.prepare(teacher)
+        return teacher
+
     def cast_inputs(self, inputs: Any) -> Any:
         """In 'cast' mode, cast floating tensors (also inside lists/tuples/dicts)."""
         if not (self.reduced and self.mode == 'cast'):

@@ -133,3 +133,21 @@ def test_real_scale_configs_build_at_tiny_size(name, repo_root):
         model = ROOT_MODELS.build(dict(cfg, _scope_='mmkd'))
     losses = model(**batch(model, n=2), mode='loss')
     assert set(losses) >= {'loss_ce', 'distill.loss_mdist_res', 'distill.loss_rdist'}
+
+
+def test_teacher_follows_the_batch_device(monkeypatch):
+    # Under FSDP the hidden teacher is not moved with the wrapped student: every step
+    # hands it to TeacherPrecision.follow_device with the batch's device first.
+    from mmkd.models.algorithms.teacher_precision import TeacherPrecision
+    calls = []
+    original = TeacherPrecision.follow_device
+
+    def spy(self, teacher, device):
+        calls.append((teacher, torch.device(device)))
+        return original(self, teacher, device)
+
+    monkeypatch.setattr(TeacherPrecision, 'follow_device', spy)
+    model = algo()
+    data = batch(model)
+    model(**data, mode='loss')
+    assert calls == [(model.teacher, data['inputs']['input_ids'].device)]

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from mmengine.optim import OptimWrapper
 
 from mmkd.engine import CPUAmpOptimWrapper
@@ -118,3 +119,20 @@ def test_context_nests_inside_student_autocast():
         assert not torch.is_autocast_enabled('cpu')
     with TeacherPrecision('fp16', 'autocast').context('cpu'):
         assert torch.get_autocast_dtype('cpu') == torch.float16
+
+
+def test_hidden_teacher_follows_the_batch_device():
+    # FSDP moves only the modules it wraps; a teacher outside the module tree is moved
+    # to the batch's device by the algorithm (here CPU -> meta, the one other device a
+    # CPU machine has), and 'cast' mode is re-applied after the move.
+    teacher = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    precision = TeacherPrecision('bf16', mode='cast')
+    assert precision.follow_device(teacher, torch.device('meta')) is teacher
+    assert {p.device.type for p in teacher.parameters()} == {'meta'}
+    assert teacher[1].running_mean.device.type == 'meta'
+    assert {p.dtype for p in teacher.parameters()} == {torch.bfloat16}
+    # already on the device: nothing is moved or cast
+    fp32 = nn.Linear(3, 2)
+    before = fp32.weight
+    TeacherPrecision().follow_device(fp32, 'cpu')
+    assert fp32.weight is before and fp32.weight.dtype == torch.float32

@@ -87,6 +87,12 @@ def test_dpo_golden():
                  for h in (2.0, -2.0)) / 2
     assert DPOLoss(beta=beta, label_smoothing=eps, loss_weight=3.0)(*args).item() == \
         pytest.approx(3.0 * smooth, abs=1e-6)
+    # one pair with h = (-1 + 2.5) - (-2 + 2) = 1.5: swapping chosen and rejected (or
+    # policy and reference) flips the sign of h and changes the value
+    one = [torch.tensor([v]) for v in (-1.0, -2.5, -2.0, -2.0)]
+    assert DPOLoss(beta=beta)(*one).item() == pytest.approx(math.log(1 + math.exp(-beta * 1.5)), abs=1e-6)
+    assert DPOLoss(beta=beta)(one[1], one[0], one[3], one[2]).item() == \
+        pytest.approx(math.log(1 + math.exp(beta * 1.5)), abs=1e-6)
     with pytest.raises(ValueError, match='equal shapes'):
         DPOLoss()(torch.zeros(2), torch.zeros(3), torch.zeros(2), torch.zeros(2))
 
