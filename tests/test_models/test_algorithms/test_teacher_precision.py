@@ -3,8 +3,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
 from mmengine.optim import OptimWrapper
+from torch import nn
 
 from mmkd.engine import CPUAmpOptimWrapper
 from mmkd.models.algorithms.teacher_precision import TeacherPrecision
