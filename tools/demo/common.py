@@ -25,12 +25,20 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def publish(src, dst):
-    """Copy a checkpoint to its published name atomically."""
+def install_checkpoint(src, dst):
+    """Copy a checkpoint atomically to the fixed path a later config reads (a teacher)."""
     import shutil
     shutil.copyfile(src, dst + '.part')
     os.replace(dst + '.part', dst)
     return dst
+
+
+def publish_student(src, dst, log_path):
+    """tools/model_converters/publish_model.py: student weights only, ``DST-<sha8>.pth``."""
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    run(['tools/model_converters/publish_model.py', src, dst], log_path)
+    with open(log_path) as f:
+        return f.read().strip().splitlines()[-1]
 
 
 def test_only(config, ckpt, work_dir, metric, extra=()):

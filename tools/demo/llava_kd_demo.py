@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import ROOT, last_checkpoint, publish, run  # noqa: E402
+from common import ROOT, install_checkpoint, last_checkpoint, run  # noqa: E402
 
 CFG = 'configs/llava_kd/'
 TEACHER = CFG + 'llava_clip-w128-qwen2-w128-d4_shapes-vqa_teacher_demo.py'
@@ -52,7 +52,7 @@ def main(argv=None):
     start = time.time()
     rows = []
     ckpt = train('teacher', TEACHER, osp.join(work, 'teacher'))
-    teacher = publish(ckpt, osp.join(work, 'teacher.pth'))
+    teacher = install_checkpoint(ckpt, osp.join(work, 'teacher.pth'))
     rows.append(('teacher (SFT)', test(TEACHER, teacher, osp.join(work, 'teacher'))))
     ckpt = train('student, SFT only', SFT, osp.join(work, 'student_sft'))
     rows.append(('student, SFT only', test(SFT, ckpt, osp.join(work, 'student_sft'))))

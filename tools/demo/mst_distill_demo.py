@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import ROOT, last_checkpoint, publish, train_and_test  # noqa: E402
+from common import ROOT, install_checkpoint, last_checkpoint, train_and_test  # noqa: E402
 
 FOLDER = 'configs/mst_distill'
 TEACHERS = {
@@ -68,7 +68,7 @@ def main(argv=None):
             print(f'[demo] reusing {target}', flush=True)
         else:
             results[f'teacher_{name}'], ckpt = train_and_test(f'teacher {name}', config, run_dir, top1)
-            publish(ckpt, target)
+            install_checkpoint(ckpt, target)
         files[name] = target
     for label, config, key, teachers in STUDENTS:
         extra = ()

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import ROOT, publish, test_only, train_and_test  # noqa: E402
+from common import ROOT, install_checkpoint, test_only, train_and_test  # noqa: E402
 
 TASKS = {
     'det': dict(
@@ -74,7 +74,7 @@ def main(argv=None):
         if not (args.reuse_teacher and osp.isfile(teacher_file)):
             res['teacher'], ckpt = train_and_test(f'{task} teacher', spec['teacher'],
                                                   osp.join(work, f'{task}_teacher'), metric)
-            publish(ckpt, teacher_file)
+            install_checkpoint(ckpt, teacher_file)
         if not (args.skip_student and 'student' in res):
             res['student'], _ = train_and_test(f'{task} student alone', spec['student'],
                                                osp.join(work, f'{task}_student'), metric)

@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import ROOT, last_checkpoint, publish, run  # noqa: E402
+from common import ROOT, install_checkpoint, last_checkpoint, run  # noqa: E402
 
 CFG = 'configs/tinyclip/'
 TEACHER = CFG + 'clip_vit-w64-d4_text-w64-d4_digits-shapes_demo.py'
@@ -81,7 +81,7 @@ def main(argv=None):
         print(f'[demo] {name}: ' + ', '.join(f'{k} {metrics[k]:.2f}' for k in KEYS), flush=True)
 
     ckpt = train('teacher', TEACHER, osp.join(work, 'teacher'))
-    teacher = publish(ckpt, osp.join(work, 'teacher.pth'))
+    teacher = install_checkpoint(ckpt, osp.join(work, 'teacher.pth'))
     record('teacher (1,000 it)', TEACHER, teacher, 'teacher')
     t_opt = ('--cfg-options', f'model.teacher_ckpt={teacher}')
 
