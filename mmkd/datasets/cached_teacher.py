@@ -35,9 +35,14 @@ def file_sha256(path: str, chunk: int = 1 << 22) -> str:
 
 
 def teacher_fingerprint(teacher, teacher_ckpt: Optional[str], sources: Sequence[str]) -> str:
-    """Hash of the teacher's model config, its checkpoint bytes and the cached sources."""
-    payload = dict(version=CACHE_VERSION, teacher=_jsonable(teacher),
-                   teacher_ckpt=file_sha256(teacher_ckpt) if teacher_ckpt else None,
+    """Hash of the teacher's model config, its checkpoint bytes and the cached sources.
+
+    An http(s) ``teacher_ckpt`` is hashed through its downloaded file in torch.hub's
+    cache (downloaded now if missing): the same file the teacher is loaded from.
+    """
+    from mmkd.utils.checkpoint import resolve_checkpoint_file
+    ckpt_hash = file_sha256(resolve_checkpoint_file(teacher_ckpt)) if teacher_ckpt else None
+    payload = dict(version=CACHE_VERSION, teacher=_jsonable(teacher), teacher_ckpt=ckpt_hash,
                    sources=list(sources))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

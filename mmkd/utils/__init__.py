@@ -1,8 +1,15 @@
-from .checkpoint import UnsafeCheckpointError, load_state_dict_file, load_teacher_weights, safe_torch_load
-from .compat import allow_mmengine_checkpoint_globals
+from .checkpoint import (
+                         UnsafeCheckpointError,
+                         load_state_dict_file,
+                         load_teacher_weights,
+                         resolve_checkpoint_file,
+                         safe_torch_load,
+)
+from .compat import allow_mmengine_checkpoint_globals, install_safe_url_checkpoint_loader
 from .model_builder import build_task_model, load_model_cfg
 from .setup_env import register_all_modules
 
-__all__ = ['allow_mmengine_checkpoint_globals', 'build_task_model', 'load_model_cfg',
-           'register_all_modules', 'safe_torch_load', 'load_state_dict_file',
-           'load_teacher_weights', 'UnsafeCheckpointError']
+__all__ = ['allow_mmengine_checkpoint_globals', 'install_safe_url_checkpoint_loader',
+           'build_task_model', 'load_model_cfg', 'register_all_modules', 'safe_torch_load',
+           'load_state_dict_file', 'load_teacher_weights', 'resolve_checkpoint_file',
+           'UnsafeCheckpointError']
