@@ -1,6 +1,7 @@
 # HFD + region-wise BSD + pixel-wise BSD (Zhu et al., ICCV 2023) between a tiny
 # DeepLabV3+ (CNN) and a tiny SegFormer (ViT) on the shapes data. Same data, schedule
-# (1000 iterations, AdamW 1e-3, poly), batch and seed as the two *_alone configs.
+# (600 iterations, inherited from deeplabv3plus_r18-w16_shapes_alone.py; AdamW 1e-3,
+# poly), batch and seed as the two *_alone configs.
 # Evaluate either student: tools/test.py CONFIG CKPT --cfg-options model.eval_student=vit
 _base_ = ['./deeplabv3plus_r18-w16_shapes_alone.py']
 

@@ -1,5 +1,6 @@
 """MGD (semi-supervised distillation) through the CLI: a few training iterations of the
-shapes demo config with random-weight teachers, then tools/test.py on the student."""
+shapes demo config with random-weight teachers, tools/test.py on the student, and the
+student converted to a plain mmseg checkpoint."""
 import json
 
 import pytest
@@ -10,6 +11,8 @@ from .cli import last_checkpoint, run_tool
 CFG = 'configs/mgd_ssss/mgd-ssss_fcn-r18-w32-fcn-r34-w16_fcn-r18-w16_shapes-1of8_demo.py'
 WIDE = 'mmkd::mgd_ssss/fcn_r18-w32_shapes-1of8_wide-teacher_demo.py'
 DEEP = 'mmkd::mgd_ssss/fcn_r34-w16_shapes-1of8_deep-teacher_demo.py'
+# the plain mmseg config of the student (the demo's architecture.cfg_path)
+STUDENT_CFG = 'configs/mgd_ssss/fcn_r18-w16_shapes-1of8_supervised_demo.py'
 
 
 def random_teacher(cfg_path, path, seed):
@@ -46,3 +49,19 @@ def test_mgd_ssss_train_and_test(tmp_path):
     metrics_file = str(tmp_path / 'metrics.json')
     run_tool('tools/test.py', CFG, ckpt, '--work-dir', work, '--out', metrics_file, *opts)
     assert 'mIoU' in json.load(open(metrics_file))
+
+    # the student as a plain mmseg checkpoint: exactly the architecture.* tensors, and a
+    # strict load into the model built from the student's own config
+    student_file = str(tmp_path / 'student.pth')
+    run_tool('tools/model_converters/convert_kd_ckpt_to_student.py', ckpt, student_file)
+    converted = torch.load(student_file, weights_only=True)['state_dict']
+    architecture = {k[len('architecture.'):]: v for k, v in state.items() if k.startswith('architecture.')}
+    assert converted.keys() == architecture.keys()
+    for key, value in converted.items():
+        assert torch.equal(value, architecture[key]), key
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(STUDENT_CFG).model)
+    assert type(model).__name__ == 'EncoderDecoder'
+    model.load_state_dict(converted, strict=True)

@@ -49,7 +49,17 @@ def logits_at_labels(logits: torch.Tensor, gt: torch.Tensor, align_corners: bool
 
 
 def region_grid(label_size: Sequence[int], region_size: Tuple[int, int]) -> Tuple[int, int]:
-    """Number of regions along (H, W): ceil(label size / region size)."""
+    """Number of regions along (H, W): ``G = ceil(label size / region size)``.
+
+    The regions are the cells of ``F.adaptive_avg_pool2d`` to this ``G_h x G_w``
+    grid, so ``region_size`` is an upper bound, not the exact cell size. Along a side
+    of ``H`` label pixels, cell ``i`` spans rows ``floor(i H / G)`` to
+    ``ceil((i + 1) H / G) - 1``: exactly ``region_size`` rows when ``H`` is a
+    multiple of it (64 px, region 32: rows 0-31 and 32-63); otherwise about
+    ``H / G < region_size`` rows each (100 px, region 32: G = 4 cells of 25 rows),
+    and when ``H / G`` is not an integer, neighbouring cells share one row (70 px,
+    region 32: rows 0-23, 23-46, 46-69). Columns likewise.
+    """
     return math.ceil(label_size[0] / region_size[0]), math.ceil(label_size[1] / region_size[1])
 
 
@@ -61,7 +71,9 @@ def region_seg_losses(logits: torch.Tensor, gt: torch.Tensor, region_size: Tuple
     Returns ``(loss, valid)``: (N, gh, gw) mean CE over the region's labelled pixels
     and a bool mask of the regions that have at least one labelled pixel. Regions
     are the cells of a ``gh x gw`` grid (``region_grid``), pooled with adaptive
-    average pooling (exact tiles when the label size is a multiple of region_size).
+    average pooling: exact ``region_size`` tiles when the label size is a multiple
+    of it, otherwise cells of about ``H / gh`` x ``W / gw`` pixels that may share a
+    border row/column (see :func:`region_grid`).
     """
     gt = _labels(gt)
     logits = logits_at_labels(logits.detach().float(), gt, align_corners)
@@ -92,8 +104,15 @@ def region_directions(learner_logits: torch.Tensor, teacher_logits: torch.Tensor
 class RegionBSDLoss(nn.Module):
     r"""Region-wise BSD: in each region, features flow from the more reliable student.
 
-    The label map is split into regions of ``region_size`` pixels (a ``G_h x G_w``
-    grid); feature maps are split into the same grid. For region :math:`r` of
+    The label map is split into a ``G_h x G_w`` grid of regions with
+    :math:`G = \lceil \text{label size} / \text{region\_size} \rceil` per side;
+    feature maps are split into the same grid. Both splits are
+    ``F.adaptive_avg_pool2d`` cells: when the label size is a multiple of
+    ``region_size`` the regions are exactly ``region_size`` pixels; otherwise each
+    is about ``H / G_h`` x ``W / G_w`` pixels (smaller than ``region_size``, e.g.
+    four 25-pixel cells for 100 pixels and ``region_size=32``), and neighbouring
+    cells share one row/column where ``H / G_h`` or ``W / G_w`` is not an integer
+    (see :func:`region_grid`). For region :math:`r` of
     sample :math:`n`, :math:`\ell^s_{nr}` is student s's mean cross-entropy against
     the ground truth over the region's labelled pixels. The learner :math:`a` mimics
     the teacher :math:`b` only in the regions where :math:`b` is more reliable:
@@ -109,7 +128,8 @@ class RegionBSDLoss(nn.Module):
     target is resized (bilinear) to the learner's map.
 
     Args:
-        region_size (int | tuple): region height/width in label pixels.
+        region_size (int | tuple): region height/width in label pixels (exact when
+            it divides the label size, else an upper bound: see above).
         loss_weight (float): :math:`w`.
         ignore_index (int): label value without ground truth.
         align_corners (bool): of the bilinear resizes (mmseg heads use False).

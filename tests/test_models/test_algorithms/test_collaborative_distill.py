@@ -203,3 +203,120 @@ def test_model_override_builds_a_derived_student():
                                      model_override=dict(decode_head=dict(num_classes=7))),
                                 key='students.cnn')
     assert info['scope'] == 'mmseg' and model.decode_head.conv_seg.out_channels == 7
+
+
+# ------------------------------------------------------------- learner/teacher order
+REGION = 16  # label pixels per region side: a 4x4 grid on the SIZE x SIZE labels
+
+
+def _record(model):
+    """Forward hooks of this test (not the algorithm's recorders) on every tensor a term reads."""
+    head = dict(high='decode_head.dropout', logits='decode_head.conv_seg')
+    taps = dict(cnn=dict(low='backbone.layer1', **head), vit=dict(low='backbone.layers.0.2', **head))
+    seen, handles = {s: {} for s in taps}, []
+    for side, paths in taps.items():
+        modules = dict(model.students[side].named_modules())
+        for what, path in paths.items():
+            def hook(module, args, output, side=side, what=what):
+                assert what not in seen[side], f'{side}.{what} ran twice'
+                # the decoder feature is the input of the head's dropout, the rest outputs
+                seen[side][what] = (args[0] if what == 'high' else output).detach()
+            handles.append(modules[path].register_forward_hook(hook))
+    return seen, handles
+
+
+def _conv1x1(x, connector):
+    conv = connector.layers[0]
+    assert len(connector.layers) == 1 and conv.kernel_size == (1, 1)
+    return torch.einsum('nchw,oc->nohw', x, conv.weight[:, :, 0, 0]) + conv.bias[None, :, None, None]
+
+
+def _at_labels(logits):
+    return torch.nn.functional.interpolate(logits, size=(SIZE, SIZE), mode='bilinear', align_corners=False)
+
+
+def _tiles(x, grid):
+    """(N, H, W) -> (N, grid, grid) means over equal tiles."""
+    n, h, w = x.shape
+    return x.reshape(n, grid, h // grid, grid, w // grid).mean(dim=(2, 4))
+
+
+def _region_bsd(pred, target, logits_l, logits_t, gt):
+    grid = SIZE // REGION
+    ce_l = _tiles(torch.nn.functional.cross_entropy(_at_labels(logits_l), gt, reduction='none'), grid)
+    ce_t = _tiles(torch.nn.functional.cross_entropy(_at_labels(logits_t), gt, reduction='none'), grid)
+    take = (ce_t < ce_l).float()  # the teacher of the term is more reliable there
+    err = _tiles((pred - target).pow(2).mean(dim=1), grid)
+    return (err * take).sum() / take.numel(), take
+
+
+def _pixel_bsd(logits_l, logits_t, gt):
+    p_l, p_t = _at_labels(logits_l).softmax(1), _at_labels(logits_t).softmax(1)
+    conf_l, conf_t = p_l.gather(1, gt[:, None])[:, 0], p_t.gather(1, gt[:, None])[:, 0]
+    right_l, right_t = p_l.argmax(1) == gt, p_t.argmax(1) == gt
+    take = right_t & (~right_l | (conf_t > conf_l))
+    kl = (p_t * (p_t.log() - p_l.log())).sum(1)
+    return (kl * take).sum() / gt.numel(), take
+
+
+def test_terms_follow_the_learner_teacher_order(model_cfg):
+    """Every distillation term of each learner recomputed from the two students' tensors
+    (captured by this test's hooks) and the labels with the formulas of HFD, region-wise
+    and pixel-wise BSD; the reversed order (learner and teacher swapped) gives another
+    value, so a swap in the algorithm would fail here."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg['region_bsd']['loss']['region_size'] = REGION
+    model = build(cfg)
+    # the formulas below leave out the weights and the temperature: all 1 in the demo
+    assert [model.losses[t].loss_weight for t in ('hfd', 'region_bsd', 'pixel_bsd')] == [1.0] * 3
+    assert model.losses['pixel_bsd'].tau == 1.0
+    model.eval()  # no dropout: the hooked tensors are exactly what the terms read
+    x, samples = batch(seed=7)
+    seen, handles = _record(model)
+    try:
+        losses = model.loss(x, samples)
+    finally:
+        for h in handles:
+            h.remove()
+    gt = torch.stack([s.gt_sem_seg.data[0] for s in samples])
+    tokens = seen['vit']['low']  # (N, L, C) MiT stage-1 tokens -> (N, C, h, w)
+    side = int(tokens.shape[1] ** 0.5)
+    low = dict(cnn=seen['cnn']['low'],
+               vit=tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side))
+    high = {s: seen[s]['high'] for s in ('cnn', 'vit')}
+    logits = {s: seen[s]['logits'] for s in ('cnn', 'vit')}
+    conn = {s: model.connectors[s] for s in ('cnn', 'vit')}
+    with torch.no_grad():
+        hfd = {s: _conv1x1(low[s], conn[s]['hfd_connector']) for s in ('cnn', 'vit')}
+        mapped = {s: _conv1x1(high[s], conn[s]['region_bsd_connector']) for s in ('cnn', 'vit')}
+
+    def close(got, want):
+        got, want = float(got.detach()), float(want)
+        return abs(got - want) <= 1e-5 * abs(want) + 1e-9
+
+    def differs(a, b):
+        return abs(float(a) - float(b)) > 1e-2 * max(abs(float(a)), abs(float(b)))
+
+    for learner, teacher in (('cnn', 'vit'), ('vit', 'cnn')):
+        key = f'{learner}.distill.'
+        # HFD: the learner's low-layer feature through ITS connector mimics the teacher's
+        want = (hfd[learner] - low[teacher]).pow(2).mean()
+        assert close(losses[key + 'loss_hfd'], want), (learner, float(losses[key + 'loss_hfd']), float(want))
+        assert differs(want, (hfd[teacher] - low[learner]).pow(2).mean())  # reversed direction
+        assert differs(want, (_conv1x1(low[learner], conn[teacher]['hfd_connector'])
+                              - low[teacher]).pow(2).mean())  # the other student's connector
+
+        # region-wise BSD: regions where the TEACHER has the lower loss
+        want, take = _region_bsd(mapped[learner], high[teacher], logits[learner], logits[teacher], gt)
+        assert 0 < take.mean() < 1, take.mean()  # some regions go each way
+        assert close(losses[key + 'loss_region_bsd'], want), (learner, float(losses[key + 'loss_region_bsd']),
+                                                              float(want))
+        reversed_, _ = _region_bsd(mapped[learner], high[teacher], logits[teacher], logits[learner], gt)
+        assert differs(want, reversed_)
+
+        # pixel-wise BSD: KL(teacher || learner) where the TEACHER is right (and more sure)
+        want, take = _pixel_bsd(logits[learner], logits[teacher], gt)
+        assert take.any() and not take.all()
+        assert close(losses[key + 'loss_pixel_bsd'], want), (learner, float(losses[key + 'loss_pixel_bsd']),
+                                                             float(want))
+        assert differs(want, _pixel_bsd(logits[teacher], logits[learner], gt)[0])

@@ -227,3 +227,98 @@ def test_config_errors_name_the_key():
     model = build()
     with pytest.raises(ValueError, match='two unlabelled batches'):
         model.loss(images(2), samples(), unlabelled_inputs=[images(2)])
+
+
+# ------------------------------------------------------------------------ teacher wiring
+def _cos_self_similarity(feat):
+    """(N, C, H, W) -> (N, 49, 49) cosine similarity of the 7x7 average-pooled regions."""
+    q = F.normalize(F.adaptive_avg_pool2d(feat, 7).flatten(2), dim=1)
+    return q.transpose(1, 2) @ q
+
+
+def _head_feature_and_logits(segmenter, x):
+    """The decoder feature (input of the classifier) and the input-size logits, computed
+    through the model's own layers, not through the algorithm's recorders."""
+    with torch.no_grad():
+        head = segmenter.decode_head
+        feat = head._forward_feature(segmenter.extract_feat(x))
+        logits = head.conv_seg(feat)  # eval mode: the head's dropout is the identity
+        assert torch.equal(logits, segmenter(x, None, mode='tensor'))
+    return feat, F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False)
+
+
+def test_each_term_uses_the_right_teacher(monkeypatch):
+    """Semantic loss from the DEEP teacher's logits on the mixed image, content loss from
+    the WIDE teacher's decoder feature, each pixel term from the teacher it is named
+    after: every value recomputed from formulas on tensors forwarded here, and the value a
+    swapped teacher would give is shown to differ."""
+    from mmkd.utils import build_task_model
+    nets = {}
+    for name, seed, cfg in (('student', 0, tiny_seg(4)), ('wide', 101, tiny_seg(16)),
+                            ('deep', 202, tiny_seg(4, 34))):
+        torch.manual_seed(seed)
+        nets[name], _ = build_task_model(cfg)
+        nets[name].init_weights()
+    with torch.no_grad():
+        # confident models: initial logits are near 0, so every cross-entropy would be
+        # close to log 3 whatever the target and every pooled logit close to 0, and a
+        # swapped teacher would hardly show
+        for net in nets.values():
+            net.decode_head.conv_seg.weight.mul_(100.0)
+    with pytest.warns(UserWarning, match='no .*_teacher_ckpt'):
+        model = SemiSupervisedDistill(architecture=nets['student'], wide_teacher=nets['wide'],
+                                      deep_teacher=nets['deep'],
+                                      student_feat_source='decode_head.conv_cat')
+    assert model.teachers['wide'] is nets['wide'] and model.teachers['deep'] is nets['deep']
+    model.eval()  # deterministic student (no dropout, BN running stats)
+    u0, u1, lab = images(2, 11), images(2, 12), images(2, 13)
+    # fixed CutMix boxes: a different box in each image
+    mask = torch.zeros(2, 1, SIZE, SIZE)
+    mask[0, :, 4:20, 8:30] = 1
+    mask[1, :, 12:32, 0:14] = 1
+    monkeypatch.setattr(model, 'mask_generator', lambda n, size, device=None: mask)
+    losses = model.loss(lab, samples(), unlabelled_inputs=[u0, u1])
+
+    mixed = u0 * (1 - mask) + u1 * mask
+    s_feat, s_mix = _head_feature_and_logits(nets['student'], mixed)
+    with torch.no_grad():
+        s_lab = F.interpolate(nets['student'](lab, None, mode='tensor'), size=(SIZE, SIZE),
+                              mode='bilinear', align_corners=False)
+    t = {}
+    for name in ('wide', 'deep'):
+        feat, logits = _head_feature_and_logits(nets[name], mixed)
+        _, lg0 = _head_feature_and_logits(nets[name], u0)
+        _, lg1 = _head_feature_and_logits(nets[name], u1)
+        _, lg_lab = _head_feature_and_logits(nets[name], lab)
+        pseudo = torch.where(mask[:, 0].bool(), lg1.argmax(1), lg0.argmax(1))
+        t[name] = dict(feat=feat, logits=logits, pseudo=pseudo, lab=lg_lab.argmax(1))
+    # the two teachers really disagree, so a swap cannot go unnoticed
+    assert (t['wide']['pseudo'] != t['deep']['pseudo']).float().mean() > 0.1
+    assert (t['wide']['lab'] != t['deep']['lab']).float().mean() > 0.1
+    assert t['wide']['feat'].shape[1] != t['deep']['feat'].shape[1] or \
+        not torch.allclose(t['wide']['feat'], t['deep']['feat'])
+
+    def semantic(teacher):  # lambda_1 = 0.001, official sum over batch and classes
+        return 0.001 * (s_mix.mean(dim=(2, 3)) - t[teacher]['logits'].mean(dim=(2, 3))).abs().sum()
+
+    def content(teacher):  # lambda_2 = 100, MSE of the 49x49 self-similarities
+        return 100.0 * (_cos_self_similarity(s_feat) - _cos_self_similarity(t[teacher]['feat'])
+                        ).pow(2).mean()
+
+    def close(a, b):
+        a, b = float(a.detach()), float(b)
+        return abs(a - b) <= 1e-5 * abs(b) + 1e-8
+
+    def check(key, right, wrong):
+        got = losses[key]
+        assert close(got, right), (key, float(got.detach()), float(right))
+        # a clear margin: the swapped value is not within float noise of the right one
+        assert abs(float(right) - float(wrong)) > 1e-2 * abs(float(right)), (key, float(right))
+
+    check('mgd.loss_semantic', semantic('deep'), semantic('wide'))
+    check('mgd.loss_content', content('wide'), content('deep'))
+    for name, other in (('wide', 'deep'), ('deep', 'wide')):
+        check(f'mgd.loss_pixel_unlab_{name}', F.cross_entropy(s_mix, t[name]['pseudo']),
+              F.cross_entropy(s_mix, t[other]['pseudo']))
+        check(f'mgd.loss_pixel_lab_{name}', F.cross_entropy(s_lab, t[name]['lab']),
+              F.cross_entropy(s_lab, t[other]['lab']))
