@@ -7,6 +7,7 @@ Usage::
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import sys
@@ -31,6 +32,15 @@ def parse_args(argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def _train_tool():
+    """tools/train.py, loaded by path (``tools`` is not a package), for its shared helpers."""
+    spec = importlib.util.spec_from_file_location(
+        'mmkd_tools_train', osp.join(osp.dirname(osp.abspath(__file__)), 'train.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv=None):
@@ -60,7 +70,8 @@ def main(argv=None):
     init_cpu_dist_if_needed(args.launcher,
                             cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
     runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with _train_tool().explain_empty_datasets(runner, ('test', )):
+        metrics = runner.test()
     if args.out:
         from mmengine.fileio import dump
         dump({k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}, args.out)

@@ -7,6 +7,7 @@ Usage::
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import sys
@@ -77,6 +78,55 @@ def build_cfg(args) -> Config:
     return cfg
 
 
+# What numpy says when mmengine's BaseDataset serialises an empty sample list.
+_EMPTY_DATASET = 'need at least one array to concatenate'
+_WHERE_KEYS = ('data_root', 'ann_file', 'data_prefix')
+
+
+def describe_empty_dataset(key: str, loader_cfg) -> str:
+    """The error for an empty data set: its config key, type and where it looked."""
+    path, node = f'{key}.dataset', (loader_cfg or {}).get('dataset')
+    # Wrappers (RepeatDataset, CachedTeacherDataset, ...) hold the data set that reads
+    # the files under 'dataset': name that one.
+    while (isinstance(node, dict) and isinstance(node.get('dataset'), dict)
+           and not any(k in node for k in _WHERE_KEYS)):
+        path, node = f'{path}.dataset', node['dataset']
+    node = node if isinstance(node, dict) else {}
+    where = ', '.join(f'{k}={node.get(k)!r}' for k in _WHERE_KEYS)
+    root, ann = node.get('data_root'), node.get('ann_file')
+    if isinstance(root, str) and isinstance(ann, str) and ann and not osp.isabs(ann):
+        where += f' (annotation file {osp.join(root, ann)!r})'
+    filters = node.get('filter_cfg')
+    keep = (f', and that {path}.filter_cfg={filters!r} keeps some of them' if filters else '')
+    return (f'{path} (type {node.get("type")!r}) is empty: it found no sample with {where}. '
+            f'Check that {path}.data_root, ann_file and data_prefix point to the data and '
+            f'that the annotation file / image folder lists at least one sample{keep}. '
+            f'(Raised while building {key}, before any step.)')
+
+
+@contextlib.contextmanager
+def explain_empty_datasets(runner, stages):
+    """Name the config key of a data set that holds no sample.
+
+    mmengine builds the data sets inside ``runner.train()`` / ``runner.test()``, and an
+    empty one fails there with numpy's "need at least one array to concatenate". The
+    loops are built in the order of ``stages`` (('train', 'val') or ('test',)); the
+    first one still a config dict is the one whose data set failed. Any other error
+    passes unchanged, so nothing is built twice and a normal run is not touched.
+    """
+    try:
+        yield
+    except ValueError as err:
+        if _EMPTY_DATASET not in str(err):
+            raise
+        stage = next((s for s in stages if isinstance(getattr(runner, f'_{s}_loop', None), dict)),
+                     None)
+        if stage is None:
+            raise
+        key = f'{stage}_dataloader'
+        raise ValueError(describe_empty_dataset(key, getattr(runner, f'_{key}', None))) from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     import mmkd  # noqa: F401  (version checks, torch.load allow-list)
@@ -92,7 +142,8 @@ def main(argv=None):
     init_cpu_dist_if_needed(args.launcher,
                             cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    with explain_empty_datasets(runner, ('train', 'val')):
+        runner.train()
 
 
 if __name__ == '__main__':

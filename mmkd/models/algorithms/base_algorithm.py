@@ -14,6 +14,24 @@ from mmkd.utils.model_builder import build_in_scope, build_task_model
 ForwardResults = Union[Dict[str, torch.Tensor], List[BaseDataElement], torch.Tensor]
 
 
+class _ZeroTouch(torch.autograd.Function):
+    """A scalar 0 whose gradient with respect to every input is exactly 0.
+
+    Unlike ``sum(p.sum() for p in params) * 0`` it stays 0 (and its gradients stay 0)
+    whatever the inputs hold, inf and NaN included, and costs no reduction.
+    """
+
+    @staticmethod
+    def forward(ctx, *params: torch.Tensor) -> torch.Tensor:
+        ctx.metas = [(p.shape, p.dtype, p.device) for p in params]
+        return torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return tuple(torch.zeros(shape, dtype=dtype, device=device)
+                     for shape, dtype, device in ctx.metas)
+
+
 @MODELS.register_module()
 class BaseAlgorithm(BaseModel):
     """Own a student (``architecture``) and delegate inference to it.
@@ -55,6 +73,49 @@ class BaseAlgorithm(BaseModel):
                                                                      'get_layer_depth'):
             raise ValueError(f'{param_name!r} is not a student parameter with a layer depth')
         return self.architecture.get_layer_depth(param_name[len('architecture.'):])
+
+    def distillation_parameters(self) -> List[nn.Parameter]:
+        """Trainable parameters outside the student: connectors, learnable loss terms, ..."""
+        return [p for name, p in self.named_parameters()
+                if p.requires_grad and not name.startswith('architecture.')]
+
+    def touch_distillation_parameters(self, losses: Dict) -> Dict:
+        """Keep every trainable distillation parameter in the graph, with a zero gradient.
+
+        Called by an algorithm's ``loss`` while ``distillation_stopped`` is set
+        (``StopDistillHook``): the distillation losses are skipped, so connectors and
+        learnable loss parameters no longer contribute to the loss. DDP without
+        ``find_unused_parameters`` waits for a gradient of every parameter it holds and
+        fails at the next step ("Expected to have finished reduction in the prior
+        iteration"). This adds an exactly-zero term that depends on all of them to
+        the first task loss (a tensor, or the first tensor of a list) instead of a new
+        log key, so the logged values and keys are those of the student alone. Their
+        gradient is exactly 0, in one process as in several, so the student trains
+        as without the term; the optimizer still steps those parameters (weight decay,
+        momentum), which is harmless since nothing reads them any more.
+
+        Raises:
+            RuntimeError: distillation is stopped and the step has no loss left (e.g.
+                ``calculate_student_loss=False``): there would be nothing to train.
+        """
+        params = self.distillation_parameters()
+        if not params:
+            return losses
+        zero = _ZeroTouch.apply(*params)
+        for key, value in losses.items():
+            if 'loss' not in key:
+                continue
+            if torch.is_tensor(value):
+                losses[key] = value + zero.to(device=value.device, dtype=value.dtype)
+                return losses
+            if isinstance(value, (list, tuple)) and value and torch.is_tensor(value[0]):
+                first = value[0] + zero.to(device=value[0].device, dtype=value[0].dtype)
+                losses[key] = type(value)([first, *value[1:]])
+                return losses
+        raise RuntimeError(
+            f'{type(self).__name__}: distillation is stopped (distillation_stopped=True, set '
+            'by StopDistillHook) and the step has no task loss left to train on (got '
+            f'{sorted(losses)}); set calculate_student_loss=True or remove StopDistillHook')
 
     def forward(self,
                 inputs: torch.Tensor,

@@ -157,6 +157,8 @@ class LlavaKDDistill(BaseAlgorithm):
                 losses['distill.loss_mdist_vis'] = parts['vis']
             if self.rdist is not None:
                 losses['distill.loss_rdist'] = self.rdist(self._rdist_tokens(s), self._rdist_tokens(t))
+        else:
+            losses = self.touch_distillation_parameters(losses)  # DDP/FSDP: see the method
         if self.check_finite:
             check_finite_losses(losses)
         return losses

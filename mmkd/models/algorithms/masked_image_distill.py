@@ -10,7 +10,7 @@ from torch import nn
 from mmkd.registry import MODELS
 
 from ..recorders import EarlyExit
-from .single_teacher_distill import SingleTeacherDistill
+from .single_teacher_distill import SingleTeacherDistill, check_finite_losses
 
 _MAE_LAYOUT = ('an mmpretrain MAE model: type=\'MAE\' with backbone MAEViT (patch_embed, '
                'pos_embed, cls_token, layers), neck MAEPretrainDecoder and head MAEPretrainHead')
@@ -121,6 +121,8 @@ class MaskedImageDistill(SingleTeacherDistill):
             normalisation; the masks are shared all the same.
         teacher_precision (str): 'fp32', 'bf16' or 'fp16' (see SingleTeacherDistill).
         teacher_precision_mode (str): 'autocast' or 'cast'.
+        check_finite (bool): raise on a NaN/inf loss, naming the loss and the step,
+            before the optimizer step (default True).
         data_preprocessor (dict, optional): overrides the student's.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -137,10 +139,11 @@ class MaskedImageDistill(SingleTeacherDistill):
                  teacher_data_preprocessor: Optional[dict] = None,
                  teacher_precision: str = 'fp32',
                  teacher_precision_mode: str = 'autocast',
+                 check_finite: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(distiller=distiller, teacher=teacher, architecture=architecture,
-                         teacher_precision=teacher_precision,
+                         check_finite=check_finite, teacher_precision=teacher_precision,
                          teacher_precision_mode=teacher_precision_mode,
                          teacher_ckpt=teacher_ckpt, teacher_forward_mode='tensor',
                          teacher_data_preprocessor=teacher_data_preprocessor,
@@ -251,6 +254,10 @@ class MaskedImageDistill(SingleTeacherDistill):
             losses['loss_mae'] = pixel_loss
         if distill:
             losses.update(self.distiller.compute_distill_losses(data_samples))
+        else:
+            losses = self.touch_distillation_parameters(losses)  # DDP: see the method
         self.distiller.teacher_recorders.reset()
         self.distiller.student_recorders.reset()
+        if self.check_finite:
+            check_finite_losses(losses)
         return losses

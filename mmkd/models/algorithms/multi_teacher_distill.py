@@ -23,6 +23,7 @@ from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
 from .base_algorithm import BaseAlgorithm
 from .multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
+from .single_teacher_distill import check_finite_losses
 
 _TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')
 _MASKNET_KEYS = ('layer', 'name')
@@ -88,6 +89,8 @@ class MultiTeacherDistill(BaseAlgorithm):
         cotrain_tau (float): temperature of the co-training KL terms (official 4).
         masknet_tau (float): temperature of the MaskNet loss (official 4).
         calculate_student_loss (bool): add the student's task losses.
+        check_finite (bool): raise on a NaN/inf loss, naming the loss and the step,
+            before the optimizer step (default True), in every stage.
         data_preprocessor (dict, optional): overrides the student's preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -105,9 +108,11 @@ class MultiTeacherDistill(BaseAlgorithm):
                  cotrain_tau: float = 4.0,
                  masknet_tau: float = 4.0,
                  calculate_student_loss: bool = True,
+                 check_finite: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.check_finite = check_finite
         if not isinstance(teachers, dict) or not teachers:
             raise TypeError('teachers must be a non-empty dict: name -> dict(model=..., '
                             f'ckpt=..., input_key=...), got {teachers!r}')
@@ -334,10 +339,14 @@ class MultiTeacherDistill(BaseAlgorithm):
             raise ValueError('MultiTeacherDistill.loss needs `teacher_inputs`: run the batch '
                              "through the algorithm's data_preprocessor (train_step does)")
         if self.stage == 'masknet':
-            return self._masknet_losses(inputs, data_samples, teacher_inputs)
-        if self.stage == 'cotrain':
-            return self._cotrain_losses(inputs, data_samples, teacher_inputs)
-        return self._student_losses(inputs, data_samples, teacher_inputs)
+            losses = self._masknet_losses(inputs, data_samples, teacher_inputs)
+        elif self.stage == 'cotrain':
+            losses = self._cotrain_losses(inputs, data_samples, teacher_inputs)
+        else:
+            losses = self._student_losses(inputs, data_samples, teacher_inputs)
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses
 
     def _task_forward(self, inputs, data_samples):
         mode = 'loss' if self.calculate_student_loss else 'tensor'

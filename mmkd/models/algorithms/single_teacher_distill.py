@@ -231,6 +231,8 @@ class SingleTeacherDistill(BaseAlgorithm):
                 self.architecture(inputs, data_samples, mode='tensor')
         if distill:
             losses.update(self.distiller.compute_distill_losses(data_samples))
+        else:
+            losses = self.touch_distillation_parameters(losses)  # DDP: see the method
         self.distiller.teacher_recorders.reset()
         self.distiller.student_recorders.reset()
         if self.check_finite:

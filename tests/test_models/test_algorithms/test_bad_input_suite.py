@@ -147,6 +147,52 @@ def test_missing_data_root(tmp_path):
         DATASETS.build(ds)
 
 
+EMPTY_CFG = """
+_base_ = [{base!r}]
+{key} = dict(dataset=dict(_delete_=True, type='CustomDataset', data_root={root!r},
+                          ann_file='meta/train.txt', data_prefix='images',
+                          pipeline=[dict(type='PackInputs')]))
+"""
+
+
+@pytest.mark.slow  # runs the CLI: about 10 s per case
+@pytest.mark.parametrize('key', ['train_dataloader', 'val_dataloader', 'test_dataloader'])
+def test_empty_data_set_names_the_config_key(tmp_path, key):
+    """An annotation list with no sample: numpy's "need at least one array to concatenate"
+    (from mmengine's BaseDataset) becomes an error naming the key, type and paths."""
+    import os.path as osp
+    import subprocess
+    import sys
+    root = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    (tmp_path / 'data' / 'meta').mkdir(parents=True)
+    (tmp_path / 'data' / 'images').mkdir()
+    (tmp_path / 'data' / 'meta' / 'train.txt').write_text('')
+    cfg = tmp_path / 'empty.py'
+    cfg.write_text(EMPTY_CFG.format(
+        base=osp.join(root, 'configs/kd/student_resnet18-w8_digits-10pct_demo.py'), key=key,
+        root=str(tmp_path / 'data')))
+    work = tmp_path / 'work'
+    if key == 'test_dataloader':
+        ckpt = tmp_path / 'never_read.pth'
+        ckpt.write_bytes(b'')  # the data set is built (and fails) before the checkpoint loads
+        cmd = ['tools/test.py', str(cfg), str(ckpt)]
+    else:
+        cmd = ['tools/train.py', str(cfg)]
+    proc = subprocess.run([sys.executable, *cmd, '--work-dir', str(work)], cwd=root,
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith('ValueError: ') and f'{key}.dataset' in last, out[-3000:]
+    for part in ("type 'CustomDataset'", f"data_root={str(tmp_path / 'data')!r}",
+                 "ann_file='meta/train.txt'", "data_prefix='images'", 'is empty',
+                 f"{osp.join(str(tmp_path / 'data'), 'meta/train.txt')!r}"):
+        assert part in last, (part, last)
+    assert 'need at least one array' not in out  # the cryptic message is replaced
+    assert 'Iter(train)' not in out and not list(work.glob('*.pth'))  # before any step
+
+
 def test_corrupt_image(tmp_path):
     from mmengine.registry import TRANSFORMS, init_default_scope
     init_default_scope('mmdet')

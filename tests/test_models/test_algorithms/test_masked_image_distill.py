@@ -204,6 +204,26 @@ def test_distillation_stopped_skips_the_teacher():
     model.distillation_stopped.fill_(True)
     losses = model.loss(images())
     assert set(losses) == {'loss_mae'} and count.ran == []
+    # DDP (no find_unused_parameters) needs a gradient for the unused connector too:
+    # it gets an exactly-zero one.
+    losses['loss_mae'].backward()
+    proj = list(model.distiller.connectors['proj'].parameters())
+    assert proj and all(p.grad is not None and torch.count_nonzero(p.grad) == 0 for p in proj)
+
+
+def test_non_finite_loss_names_the_loss():
+    model = build()
+    with torch.no_grad():  # a diverged connector: the distillation loss becomes NaN
+        model.distiller.connectors['proj'].linear.weight.fill_(float('nan'))
+    with pytest.raises(FloatingPointError) as err:
+        model.loss(images())
+    message = str(err.value)
+    assert 'distill.loss_dmae=nan' in message and 'iteration' in message
+    assert 'loss_mae=' not in message  # only the non-finite loss is named
+    off = build(check_finite=False)
+    with torch.no_grad():
+        off.distiller.connectors['proj'].linear.weight.fill_(float('nan'))
+    assert torch.isnan(off.loss(images())['distill.loss_dmae'])
 
 
 def test_teacher_data_preprocessor_shares_the_mask():

@@ -1,5 +1,6 @@
 """MultiTeacherDistill: hidden frozen teachers, modalities, MaskNet hooks, stages."""
 import copy
+import re
 
 import pytest
 import torch
@@ -138,6 +139,31 @@ def test_masknet_loss_is_kl_from_student_to_masked_teacher():
     p_s = torch.softmax(s_logits / tau, 1)
     expected = tau**2 * (p_s * (p_s.log() - torch.log_softmax(t_logits / tau, 1))).sum(1).mean()
     assert torch.allclose(losses['masknet.loss_mm@fc1'], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('stage,broken', [('masknet', ('mm_0', )),
+                                          ('student', ('mm_0', 'mm_1', 'audio_0'))])
+def test_non_finite_loss_names_the_loss(stage, broken):
+    """Diverged MaskNets: only the losses that read their ways are named."""
+    model = build(stage=stage)
+    model.train()
+    data = model.data_preprocessor(mm_batch(), True)
+    with torch.no_grad():
+        for key in broken:
+            for p in model.masknets[key].parameters():
+                p.fill_(float('nan'))
+    with pytest.raises(FloatingPointError) as err:
+        model(**data, mode='loss')
+    named = re.findall(r'([\w.@]+)=', str(err.value).split(': ', 1)[1])
+    if stage == 'masknet':  # only way 'mm@fusion' is broken
+        assert named == ['masknet.loss_mm@fusion'], str(err.value)
+    else:  # every way is broken: the routed KD loss is NaN, the student's CE is not
+        assert named == ['distill.loss_kd'], str(err.value)
+    assert 'iteration' in str(err.value)
+    off = build(stage=stage, check_finite=False)
+    off.load_state_dict(model.state_dict())
+    off.train()
+    assert any(not torch.isfinite(v).all() for v in off(**data, mode='loss').values())
 
 
 def test_mask_hook_acts_only_for_its_way():
