@@ -182,6 +182,33 @@ def test_visualize_masks_acam_kd(shapes_image, tmp_path):
 
 
 @pytest.mark.slow
+def test_visualize_masks_of_a_trained_acam_kd_work_dir(tmp_path):
+    """The learned ACAM units of a demo work dir (2 iterations), on a val image of the demo."""
+    from mmengine.config import Config
+
+    from .cli import save_random_teacher
+    cfg = Config.fromfile(osp.join(ROOT, ACAM_SEG_CFG))
+    teacher_ckpt, _ = save_random_teacher(cfg.model.teacher, tmp_path / 'teacher.pth')
+    work = str(tmp_path / 'work')
+    run_tool('tools/train.py', ACAM_SEG_CFG, '--work-dir', work, '--cfg-options',
+             f'model.teacher_ckpt={teacher_ckpt}', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+             'train_dataloader.batch_size=2')
+    ckpt = last_checkpoint(work)
+    tool = load_tool('visualize_masks')
+    out_untrained, out_trained = str(tmp_path / 'init.png'), str(tmp_path / 'trained.png')
+    common = [osp.join(ROOT, ACAM_SEG_CFG), 'val:0', '--teacher-ckpt', teacher_ckpt]
+    tool.main(common + ['--out', out_untrained])
+    tool.main(common + ['--checkpoint', ckpt, '--out', out_trained])
+    for out in (out_untrained, out_trained):
+        check_png(out, 7 * tool.PANEL_PX, tool.PANEL_PX + tool.TITLE_PX)
+    # the checkpoint's ACAM units (two AdamW steps) give other masks than the initial ones
+    from PIL import Image
+    with Image.open(out_untrained) as a, Image.open(out_trained) as b:
+        diff = np.abs(np.asarray(a.convert('L'), np.float32) - np.asarray(b.convert('L'), np.float32))
+    assert diff.max() > 0
+
+
+@pytest.mark.slow
 def test_visualize_masks_mgd(shapes_image, tmp_path):
     tool = load_tool('visualize_masks')
     out = str(tmp_path / 'mgd.png')
