@@ -5,32 +5,72 @@ check that each script runs, times every variant, writes its JSON (and PNG) and 
 the structural facts it reports (which variants exist, which teacher blocks ran) are
 right. No timing is asserted.
 """
+import importlib.util
 import json
 import os.path as osp
 
 from PIL import Image
 
-from .cli import run_tool
+from .cli import ROOT, run_tool
 
 
-def test_distill_speed_runs_all_four_variants_and_writes_json_and_png(tmp_path):
+def test_distill_speed_runs_all_five_variants_and_writes_json_and_png(tmp_path):
     out = run_tool('tools/benchmark/distill_speed.py',
                    'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py',
                    '--iters', '1', '--warmup', '0', '--batch-size', '4', '--device', 'cpu',
                    '--out', str(tmp_path), '--name', 'kd_demo', timeout=600)
     assert 'b/c framework overhead' in out and 'd/a cached vs student alone' in out
+    assert 'b/e early exit' in out and 'skipped' not in out
     result = json.load(open(tmp_path / 'kd_demo.json'))
-    assert set(result['median_ms']) == {'a_student', 'b_mmkd', 'c_plain', 'd_cached'}
+    assert set(result['median_ms']) == {'a_student', 'b_mmkd', 'c_plain', 'd_cached',
+                                        'e_no_early_exit'}
     assert all(v > 0 for v in result['median_ms'].values())
-    for key in ('ratio_b_over_a', 'ratio_b_over_c', 'ratio_b_over_d', 'ratio_d_over_a'):
+    for key in ('ratio_b_over_a', 'ratio_b_over_c', 'ratio_b_over_d', 'ratio_d_over_a',
+                'ratio_b_over_e'):
         assert result[key] > 0, key
-    # memory probes ran in fresh processes and the bound is the teacher's size x 1.2
+    med = result['median_ms']
+    assert abs(result['ratio_b_over_e'] - med['b_mmkd'] / med['e_no_early_exit']) < 1e-9
+    # memory probes ran in fresh processes from the bare process, so (b)'s peak holds the
+    # teacher's weights and (a)'s the student's; the bound is the teacher's size x 1.2
     assert set(result['peak_mib']) == {'a_student', 'b_mmkd'}
-    assert result['teacher_weight_mib'] > 0
+    assert result['memory_probe'].startswith('fresh process per variant')
+    assert 0 < result['student_weight_mib'] < result['teacher_weight_mib']
+    assert result['peak_mib']['a_student'] >= result['student_weight_mib']
+    assert result['peak_mib']['b_mmkd'] >= result['teacher_weight_mib'] + result['student_weight_mib']
+    assert abs(result['memory_b_minus_a_mib']
+               - (result['peak_mib']['b_mmkd'] - result['peak_mib']['a_student'])) < 1e-9
+    # (b)'s peak outside the teacher forward is a part of its peak, and still holds both models
+    outside = result['peak_b_outside_teacher_forward_mib']
+    assert result['teacher_weight_mib'] <= outside <= result['peak_mib']['b_mmkd']
+    assert abs(result['memory_b_outside_teacher_forward_minus_a_mib']
+               - (outside - result['peak_mib']['a_student'])) < 1e-9
     assert abs(result['memory_bound_mib'] - 1.2 * (result['teacher_weight_mib']
                                                   + result['teacher_recorded_mib'])) < 1e-9
+    assert result['memory_within_bound'] == (result['memory_b_minus_a_mib']
+                                             <= result['memory_bound_mib'])
     with Image.open(tmp_path / 'kd_demo.png') as im:
         assert im.size[0] > 300 and im.size[1] > 150
+
+
+def test_summarize_prints_a_row_per_result_and_hides_old_probe_memory(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('summarize', osp.join(ROOT, 'tools', 'benchmark',
+                                                                        'summarize.py'))
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    base = dict(config='x.py', device='cpu', input_size=64, batch_size=2,
+                median_ms=dict(a_student=10.0, b_mmkd=20.0, e_no_early_exit=25.0),
+                ratio_b_over_c=None, ratio_b_over_d=None, ratio_d_over_a=None,
+                ratio_b_over_e=0.8, peak_mib=dict(a_student=30.0, b_mmkd=70.0),
+                memory_b_minus_a_mib=40.0, memory_bound_mib=50.0,
+                memory_b_outside_teacher_forward_minus_a_mib=35.0)
+    json.dump(dict(base, memory_probe='fresh process per variant'), open(tmp_path / 'new.json', 'w'))
+    json.dump(base, open(tmp_path / 'old.json', 'w'))  # written by the flawed probe
+    summarize.main([str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    header, rows = lines[0], {ln.split(' | ')[0][2:]: ln for ln in lines[2:]}
+    assert header.count('|') == lines[1].count('|') == rows['new'].count('|')
+    assert '| 25 | 2.00 | n/a | n/a | n/a | 0.800 | 30 / 70 | 40 | 35 | 50 |' in rows['new']
+    assert rows['old'].endswith('| 0.800 | n/a | n/a | n/a | n/a |')
 
 
 def test_dmae_truncated_teacher_counts_blocks_of_both_variants(tmp_path):

@@ -1,9 +1,19 @@
 #!/usr/bin/env python
-"""Print a markdown table of the JSON files written by distill_speed.py."""
+"""Print a markdown table of the JSON files written by distill_speed.py.
+
+Memory columns read ``n/a`` for results written before the memory probe measured
+from the bare process (no ``memory_probe`` key): those peaks left out the teacher's
+weights and are not comparable with the bound. "outside teacher fwd": (b)'s peak
+outside its teacher forward (where a kept teacher graph would show) minus (a)'s peak.
+"""
 import glob
 import json
 import os.path as osp
 import sys
+
+HEADER = ('| config | device | batch | (a) student ms | (b) mmkd ms | (c) plain ms | (d) cached ms '
+          '| (e) no early exit ms | b/a | b/c | b/d | d/a | b/e | peak MiB a / b | b-a MiB '
+          '| b-a outside teacher fwd MiB | bound for b-a MiB |')
 
 
 def px(size):
@@ -14,26 +24,28 @@ def num(x, spec):
     return 'n/a' if x is None else format(x, spec)
 
 
+def row(path):
+    r = json.load(open(path))
+    m = r['median_ms']
+    mem = r.get('peak_mib') if 'memory_probe' in r else None
+    peaks = f"{mem['a_student']:.0f} / {mem['b_mmkd']:.0f}" if mem else 'n/a'
+    return (f"| {osp.splitext(osp.basename(path))[0]} | {r['device']} | {r['batch_size']}x"
+            f"{px(r['input_size'])} | {m['a_student']:.0f} | {m['b_mmkd']:.0f} | "
+            f"{num(m.get('c_plain'), '.0f')} | {num(m.get('d_cached'), '.0f')} | "
+            f"{num(m.get('e_no_early_exit'), '.0f')} | {m['b_mmkd'] / m['a_student']:.2f} | "
+            f"{num(r.get('ratio_b_over_c'), '.3f')} | {num(r.get('ratio_b_over_d'), '.2f')} | "
+            f"{num(r.get('ratio_d_over_a'), '.3f')} | {num(r.get('ratio_b_over_e'), '.3f')} | "
+            f"{peaks} | {num(r['memory_b_minus_a_mib'] if mem else None, '.0f')} | "
+            f"{num(r.get('memory_b_outside_teacher_forward_minus_a_mib') if mem else None, '.0f')} | "
+            f"{num(r.get('memory_bound_mib') if mem else None, '.0f')} |")
+
+
 def main(argv=None):
     folder = (argv or sys.argv[1:] or ['docs/benchmarks'])[0]
-    rows = []
+    print(HEADER)
+    print('|---' * HEADER.count(' | ') + '|---|')
     for path in sorted(glob.glob(osp.join(folder, '*.json'))):
-        r = json.load(open(path))
-        m = r['median_ms']
-        mem = r.get('peak_mib', {})
-        rows.append(
-            f"| {osp.splitext(osp.basename(path))[0]} | {r['device']} | {r['batch_size']}x"
-            f"{px(r['input_size'])} | {m['a_student']:.0f} | {m['b_mmkd']:.0f} | "
-            f"{num(m.get('c_plain'), '.0f')} | "
-            f"{num(m.get('d_cached'), '.0f')} | {m['b_mmkd'] / m['a_student']:.2f} | "
-            f"{num(r['ratio_b_over_c'], '.3f')} | "
-            f"{num(r['ratio_b_over_d'], '.2f')} | "
-            f"{num(r['ratio_d_over_a'], '.3f')} | {mem.get('a_student', float('nan')):.0f} / "
-            f"{mem.get('b_mmkd', float('nan')):.0f} | {num(r.get('memory_bound_mib'), '.0f')} |")
-    print('| config | device | batch | (a) student ms | (b) mmkd ms | (c) plain ms | (d) cached ms '
-          '| b/a | b/c | b/d | d/a | peak MiB a / b | bound for b-a MiB |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
-    print('\n'.join(rows))
+        print(row(path))
 
 
 if __name__ == '__main__':
