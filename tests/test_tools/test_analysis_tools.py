@@ -186,19 +186,25 @@ def test_visualize_masks_of_a_trained_acam_kd_work_dir(tmp_path):
     """The learned ACAM units of a demo work dir (2 iterations), on a val image of the demo."""
     from mmengine.config import Config
 
+    from mmkd.datasets import generate_shapes
+
     from .cli import save_random_teacher
+    root = str(tmp_path / 'shapes')
+    generate_shapes(root, num_train=8, num_val=4, seed=1)
+    data = [f'{k}.dataset.data_root={root}/' for k in
+            ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     cfg = Config.fromfile(osp.join(ROOT, ACAM_SEG_CFG))
     teacher_ckpt, _ = save_random_teacher(cfg.model.teacher, tmp_path / 'teacher.pth')
     work = str(tmp_path / 'work')
     run_tool('tools/train.py', ACAM_SEG_CFG, '--work-dir', work, '--cfg-options',
              f'model.teacher_ckpt={teacher_ckpt}', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-             'train_dataloader.batch_size=2')
+             'train_dataloader.batch_size=2', *data)
     ckpt = last_checkpoint(work)
     tool = load_tool('visualize_masks')
     out_untrained, out_trained = str(tmp_path / 'init.png'), str(tmp_path / 'trained.png')
     common = [osp.join(ROOT, ACAM_SEG_CFG), 'val:0', '--teacher-ckpt', teacher_ckpt]
-    tool.main(common + ['--out', out_untrained])
-    tool.main(common + ['--checkpoint', ckpt, '--out', out_trained])
+    tool.main(common + ['--out', out_untrained, '--cfg-options', *data])
+    tool.main(common + ['--checkpoint', ckpt, '--out', out_trained, '--cfg-options', *data])
     for out in (out_untrained, out_trained):
         check_png(out, 7 * tool.PANEL_PX, tool.PANEL_PX + tool.TITLE_PX)
     # the checkpoint's ACAM units (two AdamW steps) give other masks than the initial ones
