@@ -71,3 +71,38 @@ def test_llava_kd_dist_train_two_processes(tmp_path):
     assert proc.returncode == 0, out[-4000:]
     assert 'GPU number: 2' in out and 'Iter(train) [3/3]' in out
     assert 'find_unused_parameters=True' not in open(os.path.join(work, os.path.basename(KD))).read()
+
+
+@pytest.mark.slow
+def test_llava_kd_flexible_runner_fsdp_on_two_cpu_processes(tmp_path):
+    """FlexibleRunner + FSDPStrategy (mmkd.LLMFullyShardedDataParallel) with gloo on 2 CPU
+    processes: CE + MDist + RDist with the teacher outside the FSDP units, validation by
+    generation through the sharded student, a full checkpoint on rank 0 without the teacher
+    that loads into an unsharded LlavaKDDistill."""
+    from mmengine.config import Config
+
+    from mmkd.registry import MODELS
+    cfg = CFG + 'llava-kd_clip-w128-qwen2-w128-d4_to_w64-d2_shapes-vqa_fsdp_demo.py'
+    wd = str(tmp_path / 'fsdp')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29764',
+           'tools/train.py', cfg, '--launcher', 'pytorch', '--work-dir', wd, '--cfg-options',
+           'model.teacher_ckpt=None', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+           'default_hooks.checkpoint.interval=3', 'default_hooks.logger.interval=1',
+           'val_dataloader.dataset.num_images=4']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert 'Iter(train) [3/3]' in out and 'vqa/accuracy' in out
+    for name in ('loss_ce', 'distill.loss_mdist_res', 'distill.loss_mdist_vis', 'distill.loss_rdist'):
+        assert name in out, name
+    state = torch.load(last_checkpoint(wd), map_location='cpu', weights_only=False)['state_dict']
+    assert not any(k.startswith('teacher') or '._teacher' in k for k in state), 'teacher in the ckpt'
+    assert any(k.startswith('architecture.hf_model.language_model') for k in state)
+    # the full state dict gathered on rank 0 loads into an unsharded LlavaKDDistill
+    model_cfg = Config.fromfile(os.path.join(ROOT, cfg)).model
+    model_cfg.teacher_ckpt = None
+    model = MODELS.build(model_cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert not [k for k in missing if not k.startswith('data_preprocessor')], missing
