@@ -1,23 +1,15 @@
 # Large-model readiness check: the dense-to-sparse mimic stage of the demo under
-# mmengine's FlexibleRunner + FSDPStrategy (the set-up of the real-scale configs), short.
-# Runs on GPUs (nccl) and on CPU processes (gloo):
+# mmengine's FlexibleRunner + FSDPStrategy (the set-up of the real-scale configs,
+# ../_base_/schedules/llava_fsdp_readiness.py), short. Runs on GPUs (nccl) and on CPU
+# processes (gloo):
 #   bash tools/dist_train.sh configs/llava_mod/<this file> 2
-# Every Qwen2 decoder layer and CLIP encoder layer is its own FSDP unit; the state dict
-# is gathered in full on rank 0, so tools/test.py reads the checkpoint in one process.
-_base_ = ['./llava-mod_stage2-d2s-mimic_clip-w128-qwen2-w128-d4_to_w64-d2-moe4x2_shapes-vqa_demo.py']
-runner_type = 'FlexibleRunner'
-strategy = dict(
-    type='FSDPStrategy',
-    model_wrapper=dict(type='mmkd.LLMFullyShardedDataParallel',
-                       wrap_layer_names=['Qwen2DecoderLayer', 'CLIPEncoderLayer'],
-                       use_orig_params=True),
-    state_dict_cfg='full')
+_base_ = ['./llava-mod_stage2-d2s-mimic_clip-w128-qwen2-w128-d4_to_w64-d2-moe4x2_shapes-vqa_demo.py',
+          '../_base_/schedules/llava_fsdp_readiness.py']
 model = dict(student_ckpt=None)   # self-contained: upcycles a freshly built dense student
-max_iters = 20
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=max_iters)]
-train_dataloader = dict(batch_size=8, dataset=dict(num_images=80))
-val_dataloader = dict(batch_size=16, dataset=dict(num_images=16))
+max_iters = {{_base_.fsdp_check_iters}}
+param_scheduler = {{_base_.fsdp_check_param_scheduler}}
+train_dataloader = {{_base_.fsdp_check_train_dataloader}}
+val_dataloader = {{_base_.fsdp_check_val_dataloader}}
 test_dataloader = val_dataloader
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-                     logger=dict(interval=5))
+train_cfg = {{_base_.fsdp_check_train_cfg}}
+default_hooks = {{_base_.fsdp_check_default_hooks}}

@@ -37,3 +37,18 @@ def save_random_teacher(model_cfg, path, seed=0):
     state = teacher.state_dict()
     torch.save({'state_dict': state, 'meta': {}}, path)
     return str(path), {k: v.clone() for k, v in state.items()}
+
+
+def run_two_process_fsdp_demo(config, work_dir, port):
+    """An FSDP readiness demo under ``torch.distributed.run`` on 2 CPU processes (gloo):
+    3 iterations, random teacher, validation on 4 images. Returns the log."""
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           f'--master_port={port}', 'tools/train.py', config, '--launcher', 'pytorch',
+           '--work-dir', str(work_dir), '--cfg-options', 'model.teacher_ckpt=None',
+           'train_cfg.max_iters=3', 'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3',
+           'default_hooks.logger.interval=1', 'val_dataloader.dataset.num_images=4']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    return out

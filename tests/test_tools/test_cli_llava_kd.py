@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from .cli import ROOT, last_checkpoint
+from .cli import ROOT, last_checkpoint, run_two_process_fsdp_demo
 
 CFG = 'configs/llava_kd/'
 TEACHER = CFG + 'llava_clip-w128-qwen2-w128-d4_shapes-vqa_teacher_demo.py'
@@ -84,15 +84,7 @@ def test_llava_kd_flexible_runner_fsdp_on_two_cpu_processes(tmp_path):
     from mmkd.registry import MODELS
     cfg = CFG + 'llava-kd_clip-w128-qwen2-w128-d4_to_w64-d2_shapes-vqa_fsdp_demo.py'
     wd = str(tmp_path / 'fsdp')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29764',
-           'tools/train.py', cfg, '--launcher', 'pytorch', '--work-dir', wd, '--cfg-options',
-           'model.teacher_ckpt=None', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-           'default_hooks.checkpoint.interval=3', 'default_hooks.logger.interval=1',
-           'val_dataloader.dataset.num_images=4']
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
+    out = run_two_process_fsdp_demo(cfg, wd, port=29764)
     assert 'Iter(train) [3/3]' in out and 'vqa/accuracy' in out
     for name in ('loss_ce', 'distill.loss_mdist_res', 'distill.loss_mdist_vis', 'distill.loss_rdist'):
         assert name in out, name

@@ -53,22 +53,10 @@ def test_flexible_runner_fsdp_on_two_cpu_processes(tmp_path):
     """FlexibleRunner + FSDPStrategy (mmkd.LLMFullyShardedDataParallel) with gloo on 2 CPU
     processes: train, validate (generation through the sharded model), save a full checkpoint
     that one process reads back."""
-    import os
-    import subprocess
-    import sys
-
-    from .cli import ROOT
+    from .cli import ROOT, run_two_process_fsdp_demo
     cfg = CFG + f'llava-mod_stage2-d2s-mimic_{PAIR}-moe4x2_shapes-vqa_fsdp_demo.py'
     wd = str(tmp_path / 'fsdp')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29763',
-           'tools/train.py', cfg, '--launcher', 'pytorch', '--work-dir', wd, '--cfg-options',
-           'model.teacher_ckpt=None', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-           'default_hooks.checkpoint.interval=3', 'default_hooks.logger.interval=1',
-           'val_dataloader.dataset.num_images=4']
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
+    out = run_two_process_fsdp_demo(cfg, wd, port=29763)
     assert 'vqa/accuracy' in out and 'loss_moe_aux' in out
     state = torch.load(last_checkpoint(wd), map_location='cpu', weights_only=False)['state_dict']
     assert any('.mlp.experts.3.' in k for k in state) and not any(k.startswith('teacher') for k in state)
