@@ -65,13 +65,14 @@ def main(argv=None):
 
     from mmengine.runner import Runner
 
-    from mmkd.utils.dist import adapt_cfg_for_cpu_dist, init_cpu_dist_if_needed
+    from mmkd.utils.dist import adapt_cfg_for_cpu_dist, finish_dist, init_cpu_dist_if_needed
     adapt_cfg_for_cpu_dist(cfg, args.launcher)
     init_cpu_dist_if_needed(args.launcher,
                             cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
     runner = Runner.from_cfg(cfg)
     with _train_tool().explain_empty_datasets(runner, ('test', )):
         metrics = runner.test()
+    finish_dist()
     if args.out:
         from mmengine.fileio import dump
         dump({k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}, args.out)

@@ -137,13 +137,14 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from mmkd.utils.dist import adapt_cfg_for_cpu_dist, init_cpu_dist_if_needed
+    from mmkd.utils.dist import adapt_cfg_for_cpu_dist, finish_dist, init_cpu_dist_if_needed
     adapt_cfg_for_cpu_dist(cfg, args.launcher)
     init_cpu_dist_if_needed(args.launcher,
                             cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     with explain_empty_datasets(runner, ('train', 'val')):
         runner.train()
+    finish_dist()
 
 
 if __name__ == '__main__':

@@ -43,3 +43,22 @@ def adapt_cfg_for_cpu_dist(cfg, launcher: str) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper
+
+
+def finish_dist() -> None:
+    """Tear down the default process group after a tool finished its work.
+
+    mmengine leaves the process group alive at interpreter exit. With gloo on CPU the
+    group's worker threads are then destroyed while still joinable, and a rank can die
+    with "terminate called without an active exception" (SIGABRT) after a run that
+    trained and saved correctly. A barrier first keeps one rank from tearing down while
+    the other still talks to it. Call it only on success: after an exception the other
+    ranks may never reach the barrier.
+    """
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

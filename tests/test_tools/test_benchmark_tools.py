@@ -32,13 +32,17 @@ def test_distill_speed_runs_all_five_variants_and_writes_json_and_png(tmp_path):
     assert abs(result['ratio_b_over_e'] - med['b_mmkd'] / med['e_no_early_exit']) < 1e-9
     # memory probes ran in fresh processes from the bare process, so (b)'s peak holds the
     # teacher's weights and (a)'s the student's; the bound is the teacher's size x 1.2
-    assert set(result['peak_mib']) == {'a_student', 'b_mmkd'}
+    assert set(result['peak_mib']) == {'a_student', 'b_mmkd', 'c_plain'}
     assert result['memory_probe'].startswith('fresh process per variant')
     assert 0 < result['student_weight_mib'] < result['teacher_weight_mib']
     assert result['peak_mib']['a_student'] >= result['student_weight_mib']
     assert result['peak_mib']['b_mmkd'] >= result['teacher_weight_mib'] + result['student_weight_mib']
     assert abs(result['memory_b_minus_a_mib']
                - (result['peak_mib']['b_mmkd'] - result['peak_mib']['a_student'])) < 1e-9
+    # (c), the hand-written loop, also holds both models; b-c and c-a split b-a
+    assert result['peak_mib']['c_plain'] >= result['teacher_weight_mib'] + result['student_weight_mib']
+    assert abs(result['memory_b_minus_c_mib'] + result['memory_c_minus_a_mib']
+               - result['memory_b_minus_a_mib']) < 1e-9
     # (b)'s peak outside the teacher forward is a part of its peak, and still holds both models
     outside = result['peak_b_outside_teacher_forward_mib']
     assert result['teacher_weight_mib'] <= outside <= result['peak_mib']['b_mmkd']
@@ -64,13 +68,17 @@ def test_summarize_prints_a_row_per_result_and_hides_old_probe_memory(tmp_path, 
                 memory_b_minus_a_mib=40.0, memory_bound_mib=50.0,
                 memory_b_outside_teacher_forward_minus_a_mib=35.0)
     json.dump(dict(base, memory_probe='fresh process per variant'), open(tmp_path / 'new.json', 'w'))
+    with_c = dict(base, memory_probe='fresh process per variant', memory_b_minus_c_mib=3.0,
+                  peak_mib=dict(a_student=30.0, b_mmkd=70.0, c_plain=67.0))
+    json.dump(with_c, open(tmp_path / 'with_c.json', 'w'))
     json.dump(base, open(tmp_path / 'old.json', 'w'))  # written by the flawed probe
     summarize.main([str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     header, rows = lines[0], {ln.split(' | ')[0][2:]: ln for ln in lines[2:]}
     assert header.count('|') == lines[1].count('|') == rows['new'].count('|')
-    assert '| 25 | 2.00 | n/a | n/a | n/a | 0.800 | 30 / 70 | 40 | 35 | 50 |' in rows['new']
-    assert rows['old'].endswith('| 0.800 | n/a | n/a | n/a | n/a |')
+    assert '| 25 | 2.00 | n/a | n/a | n/a | 0.800 | 30 / 70 / n/a | 40 | n/a | 35 | 50 |' in rows['new']
+    assert rows['with_c'].endswith('| 0.800 | 30 / 70 / 67 | 40 | 3 | 35 | 50 |')
+    assert rows['old'].endswith('| 0.800 | n/a | n/a | n/a | n/a | n/a |')
 
 
 def test_dmae_truncated_teacher_counts_blocks_of_both_variants(tmp_path):

@@ -16,9 +16,10 @@ order of the variants shuffled every round, seeded) of:
   (e) the mmkd step with the teacher early exit switched off (the whole teacher
       forward runs); where the algorithm has no early exit, (e) is skipped.
 Reports medians, the ratios b/c (framework overhead), b/d, d/a and b/e (< 1: the
-early exit saves time), and the peak memory of (a) and (b), each measured in a fresh
-process above the bare process (imports and batches only), so that (a) holds the
-student and (b) the student and the teacher (CUDA: max allocated; CPU: peak RSS);
+early exit saves time), and the peak memory of (a), (b) and (c), each measured in a
+fresh process above the bare process (imports and batches only), so that (a) holds the
+student, and (b) and (c) the student and the teacher (CUDA: max allocated; CPU: peak
+RSS): b-a is what distillation costs, b-c what mmkd adds to the hand-written loop;
 writes JSON and a PNG bar chart.
 
 Batches come from the embedded data (digits for mmpretrain students, the shapes set
@@ -63,7 +64,7 @@ def parse_args(argv=None):
                         'algorithms whose batches the student cannot read, e.g. a labelled + '
                         'unlabelled batch, or several modalities); implies --config-data')
     p.add_argument('--skip-memory', action='store_true')
-    p.add_argument('--memory-probe', choices=['a', 'b'], help=argparse.SUPPRESS)
+    p.add_argument('--memory-probe', choices=['a', 'b', 'c'], help=argparse.SUPPRESS)
     p.add_argument('--warm-modules', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -372,14 +373,14 @@ def sync(device):
 
 
 def memory_probe(args):
-    """Peak memory above the bare process of building and running variant (a) or (b).
+    """Peak memory above the bare process of building and running variant (a), (b) or (c).
 
     Runs in a fresh process. The baseline is read after the imports and the batches,
     before any model exists. The imports are every module the timing process had
     loaded (``--warm-modules``): building a model imports task packages on the way
     (registry look-ups), and that code is not the model's memory. Then only what the
     variant needs is built ((a): the student(s) and their optimizer(s), no teacher;
-    (b): the distillation algorithm, teacher included, and its optimizer) and 3 steps
+    (b), (c): the distillation algorithm, teacher included, and its optimizer) and 3 steps
     run. The peak therefore holds the weights, gradients, optimizer state and
     activations of the variant. For (b) the peak outside the teacher forward is
     reported too. CUDA: max allocated (models are built on the CPU and moved). CPU: the
@@ -439,6 +440,16 @@ def memory_probe(args):
     if args.memory_probe == 'a':
         students = build_students(model_cfg, student_cfg, size, args.device)
         step = student_step(students, student_batches, student_wrappers(cfg, students))
+    elif args.memory_probe == 'c':
+        # The hand-written loop on the same modules: what any implementation of the same
+        # computation needs, so b-c is the memory the framework adds.
+        algo = build_algo(model_cfg, size, args.device)
+        import torch
+        plain = plain_step_fn(algo, torch.optim.SGD(algo.parameters(), lr=1e-5))
+        prep = algo.data_preprocessor
+
+        def step(k):
+            plain(prep(batches[k], True))
     else:
         algo = build_algo(model_cfg, size, args.device)
         step = mmkd_step(algo, batches, algo_wrapper(cfg, algo))
@@ -558,7 +569,7 @@ def main(argv=None):
         fd, modules_file = tempfile.mkstemp(suffix='.json')
         with os.fdopen(fd, 'w') as f:
             json.dump(sorted(sys.modules), f)
-        for v in ('a', 'b'):
+        for v in ('a', 'b', 'c') if generic else ('a', 'b'):
             cmd = [sys.executable, osp.abspath(__file__), args.config, '--memory-probe', v,
                    '--batch-size', str(args.batch_size), '--device', args.device,
                    '--warm-modules', modules_file]
@@ -580,6 +591,10 @@ def main(argv=None):
         result['memory_probe'] = MEMORY_PROBE
         result['peak_mib'] = dict(a_student=mem['a'], b_mmkd=mem['b'])
         result['memory_b_minus_a_mib'] = mem['b'] - mem['a']
+        if 'c' in mem:  # the hand-written loop: b-c is what mmkd adds, c-a what the teacher costs
+            result['peak_mib']['c_plain'] = mem['c']
+            result['memory_c_minus_a_mib'] = mem['c'] - mem['a']
+            result['memory_b_minus_c_mib'] = mem['b'] - mem['c']
         if 'b_outside' in mem:  # (b)'s peak outside its teacher forward, minus (a)'s peak
             result['peak_b_outside_teacher_forward_mib'] = mem['b_outside']
             result['memory_b_outside_teacher_forward_minus_a_mib'] = mem['b_outside'] - mem['a']
@@ -642,6 +657,10 @@ def report(result, args):
                      f"{result['memory_bound_mib']:.1f} MiB: "
                      f"{'within' if result['memory_within_bound'] else 'OVER'}")
         print(line)
+        if 'memory_b_minus_c_mib' in result:
+            print(f"  (c) hand-written loop: peak {peak['c_plain']:.1f} MiB; c-a = "
+                  f"{result['memory_c_minus_a_mib']:.1f} MiB (the teacher's cost in any "
+                  f"implementation), b-c = {result['memory_b_minus_c_mib']:.1f} MiB (what mmkd adds)")
         if 'peak_b_outside_teacher_forward_mib' in result:
             print(f"  (b) outside its teacher forward: peak "
                   f"{result['peak_b_outside_teacher_forward_mib']:.1f} MiB, minus (a) = "

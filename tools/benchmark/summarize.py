@@ -5,6 +5,8 @@ Memory columns read ``n/a`` for results written before the memory probe measured
 from the bare process (no ``memory_probe`` key): those peaks left out the teacher's
 weights and are not comparable with the bound. "outside teacher fwd": (b)'s peak
 outside its teacher forward (where a kept teacher graph would show) minus (a)'s peak.
+b-c: (b)'s peak minus the hand-written loop's (c), i.e. the memory mmkd adds (n/a for
+results written before (c) was probed, and where there is no hand-written loop).
 """
 import glob
 import json
@@ -12,8 +14,8 @@ import os.path as osp
 import sys
 
 HEADER = ('| config | device | batch | (a) student ms | (b) mmkd ms | (c) plain ms | (d) cached ms '
-          '| (e) no early exit ms | b/a | b/c | b/d | d/a | b/e | peak MiB a / b | b-a MiB '
-          '| b-a outside teacher fwd MiB | bound for b-a MiB |')
+          '| (e) no early exit ms | b/a | b/c | b/d | d/a | b/e | peak MiB a / b / c | b-a MiB '
+          '| b-c MiB | b-a outside teacher fwd MiB | bound for b-a MiB |')
 
 
 def px(size):
@@ -28,7 +30,8 @@ def row(path):
     r = json.load(open(path))
     m = r['median_ms']
     mem = r.get('peak_mib') if 'memory_probe' in r else None
-    peaks = f"{mem['a_student']:.0f} / {mem['b_mmkd']:.0f}" if mem else 'n/a'
+    peaks = (f"{mem['a_student']:.0f} / {mem['b_mmkd']:.0f} / {num(mem.get('c_plain'), '.0f')}"
+             if mem else 'n/a')
     return (f"| {osp.splitext(osp.basename(path))[0]} | {r['device']} | {r['batch_size']}x"
             f"{px(r['input_size'])} | {m['a_student']:.0f} | {m['b_mmkd']:.0f} | "
             f"{num(m.get('c_plain'), '.0f')} | {num(m.get('d_cached'), '.0f')} | "
@@ -36,6 +39,7 @@ def row(path):
             f"{num(r.get('ratio_b_over_c'), '.3f')} | {num(r.get('ratio_b_over_d'), '.2f')} | "
             f"{num(r.get('ratio_d_over_a'), '.3f')} | {num(r.get('ratio_b_over_e'), '.3f')} | "
             f"{peaks} | {num(r['memory_b_minus_a_mib'] if mem else None, '.0f')} | "
+            f"{num(r.get('memory_b_minus_c_mib') if mem else None, '.0f')} | "
             f"{num(r.get('memory_b_outside_teacher_forward_minus_a_mib') if mem else None, '.0f')} | "
             f"{num(r.get('memory_bound_mib') if mem else None, '.0f')} |")
 
