@@ -18,16 +18,17 @@ order of the variants shuffled every round, seeded) of:
 Reports medians, the ratios b/c (framework overhead), b/d, d/a and b/e (< 1: the
 early exit saves time), and the peak memory of (a), (b) and (c), each measured in a
 fresh process above the bare process (imports and batches only), so that (a) holds the
-student, and (b) and (c) the student and the teacher (CUDA: max allocated; CPU: peak
-RSS): b-a is what distillation costs, b-c what mmkd adds to the hand-written loop;
-writes JSON and a PNG bar chart.
+student, and (b) and (c) the student and the teacher (bytes held by tensors: CUDA max
+allocated, CPU allocator events recorded by torch.profiler; --rss adds the CPU's peak
+resident set size): b-a is what distillation costs, b-c what mmkd adds to the
+hand-written loop; writes JSON and a PNG bar chart.
 
 Batches come from the embedded data (digits for mmpretrain students, the shapes set
 for mmdet/mmseg students) at --input-size, so real-scale configs (ImageNet, COCO,
 Cityscapes pairs) run without their data sets; weights are random.
 
 Usage: python tools/benchmark/distill_speed.py CONFIG [--iters 20] [--batch-size 8]
-           [--input-size 128] [--device cpu|cuda] [--out work_dirs/benchmark]
+           [--input-size 128] [--device cpu|cuda] [--out work_dirs/benchmark] [--rss]
 """
 import argparse
 import json
@@ -64,7 +65,12 @@ def parse_args(argv=None):
                         'algorithms whose batches the student cannot read, e.g. a labelled + '
                         'unlabelled batch, or several modalities); implies --config-data')
     p.add_argument('--skip-memory', action='store_true')
+    p.add_argument('--rss', action='store_true',
+                   help='CPU: also probe the peak resident set size of (a), (b) and (c) (three '
+                        'more processes); the main figures count the bytes held by tensors')
     p.add_argument('--memory-probe', choices=['a', 'b', 'c'], help=argparse.SUPPRESS)
+    p.add_argument('--memory-metric', choices=['tensor', 'rss'], default='tensor',
+                   help=argparse.SUPPRESS)
     p.add_argument('--warm-modules', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -328,9 +334,11 @@ def plain_step_fn(algo, optimizer):
             kwargs = {arg: fetch(src, store_s if src['from_student'] else store_t)
                       for arg, src in mapping.items()}
             total = total + distiller.distill_losses[name](**kwargs)
-        optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
+        # Free the gradients now, as mmengine's OptimWrapper does: kept until the next
+        # step they would sit under the next teacher forward and raise (c)'s peak.
+        optimizer.zero_grad(set_to_none=True)
     return step
 
 
@@ -361,9 +369,14 @@ def attach_cache(algo, batches, device):
     return cached
 
 
-MEMORY_PROBE = ('fresh process per variant; baseline after the imports (every module the '
-                'timing process loaded) and the batches, before any model is built; the peak '
-                "includes the variant's weights")
+MEMORY_PROBE = ('fresh process per variant; bytes held by tensors above a baseline taken after '
+                'the imports (every module the timing process loaded) and the batches, before '
+                'any model is built (CPU: allocator events of torch.profiler; CUDA: max '
+                "allocated); the peak includes the variant's weights")
+RSS_PROBE = ('fresh process per variant; peak resident set size sampled every ms above the '
+             'same baseline; includes the C library heap kept after frees and kernel '
+             'scratch memory, so it varies by tens of MiB from run to run')
+TEACHER_SPAN = 'distill_speed.teacher_forward'
 
 
 def sync(device):
@@ -375,23 +388,27 @@ def sync(device):
 def memory_probe(args):
     """Peak memory above the bare process of building and running variant (a), (b) or (c).
 
-    Runs in a fresh process. The baseline is read after the imports and the batches,
+    Runs in a fresh process. The baseline is taken after the imports and the batches,
     before any model exists. The imports are every module the timing process had
     loaded (``--warm-modules``): building a model imports task packages on the way
     (registry look-ups), and that code is not the model's memory. Then only what the
     variant needs is built ((a): the student(s) and their optimizer(s), no teacher;
-    (b), (c): the distillation algorithm, teacher included, and its optimizer) and 3 steps
-    run. The peak therefore holds the weights, gradients, optimizer state and
+    (b), (c): the distillation algorithm, teacher included, and its optimizer) and 3
+    steps run. The peak therefore holds the weights, gradients, optimizer state and
     activations of the variant. For (b) the peak outside the teacher forward is
-    reported too. CUDA: max allocated (models are built on the CPU and moved). CPU: the
-    peak of RSS, sampled every millisecond by a thread from the baseline on, minus the
-    baseline.
+    reported too: that is where a kept teacher autograd graph would show.
+
+    ``--memory-metric tensor`` (default) counts the bytes held by tensors, on both
+    devices: CUDA's max allocated, and on the CPU the allocation and free events that
+    torch.profiler records for the CPU allocator, summed in time order. ``rss`` (CPU
+    only) samples the resident set size every millisecond instead: that is what the
+    operating system sees, but it also holds heap memory the C library keeps after
+    frees, so it varies by tens of MiB between identical runs.
     """
     import gc
     import importlib
     import threading
 
-    import psutil
     import torch
     cfg, scope, model_cfg, student_cfg = load_config(args.config, args.student_config)
     batches, student_batches, size = build_data(cfg, scope, student_cfg, args.batch_size,
@@ -406,14 +423,21 @@ def memory_probe(args):
                 except Exception:  # private or platform-specific modules: not needed
                     pass
     cuda = args.device.startswith('cuda')
+    rss = args.memory_metric == 'rss'
+    if rss and cuda:
+        raise SystemExit('--memory-metric rss measures CPU runs only; on CUDA the probe '
+                         'reads max allocated (--memory-metric tensor)')
     gc.collect()
-    proc = psutil.Process()
-    # Peaks per phase: inside the teacher forward (its no_grad activations and kernel
-    # workspaces, freed when it returns) and everything else (build, student, losses,
-    # backward, optimizer: where a kept teacher graph would show).
+    # Peaks per phase (RSS and CUDA): inside the teacher forward (its no_grad
+    # activations and kernel workspaces, freed when it returns) and everything else
+    # (build, student, losses, backward, optimizer). The CPU tensor metric finds the
+    # phases afterwards from the profiler's record_function spans.
     peak = {'teacher': 0, 'other': 0}
     phase = ['other']
     done = threading.Event()
+    if rss:
+        import psutil
+        proc = psutil.Process()
 
     def sample():
         while not done.is_set():
@@ -425,17 +449,23 @@ def memory_probe(args):
         if cuda:
             peak[phase[0]] = max(peak[phase[0]], torch.cuda.max_memory_allocated())
             torch.cuda.reset_peak_memory_stats()
-        else:
+        elif rss:
             peak[phase[0]] = max(peak[phase[0]], proc.memory_info().rss)
         phase[0] = name
 
+    profiler = None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
+    elif rss:
         base = proc.memory_info().rss
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
+    else:
+        base = 0
+        profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                          profile_memory=True)
+        profiler.__enter__()
     split = False
     if args.memory_probe == 'a':
         students = build_students(model_cfg, student_cfg, size, args.device)
@@ -444,7 +474,6 @@ def memory_probe(args):
         # The hand-written loop on the same modules: what any implementation of the same
         # computation needs, so b-c is the memory the framework adds.
         algo = build_algo(model_cfg, size, args.device)
-        import torch
         plain = plain_step_fn(algo, torch.optim.SGD(algo.parameters(), lr=1e-5))
         prep = algo.data_preprocessor
 
@@ -460,16 +489,20 @@ def memory_probe(args):
             def tracked(*a, **kw):
                 enter('teacher')
                 try:
-                    return teacher_forward(*a, **kw)
+                    with torch.profiler.record_function(TEACHER_SPAN):
+                        return teacher_forward(*a, **kw)
                 finally:
                     enter('other')
             algo._teacher_forward = tracked  # this probe process only; undone below
     for k in range(3):
         step(k % len(batches))
     enter('other')
-    if not cuda:
+    if rss:
         done.set()
         thread.join()
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        peak['other'], peak['teacher'] = _profiled_tensor_peaks(profiler)
     if split:
         del algo._teacher_forward
     top = max(peak.values())
@@ -477,6 +510,31 @@ def memory_probe(args):
     if split:
         out['peak_delta_outside_teacher_forward'] = max(peak['other'] - base, 0)
     print(json.dumps(out))
+
+
+def _profiled_tensor_peaks(profiler):
+    """(peak outside the teacher forward, peak inside it) of the bytes held by CPU
+    tensors, from the allocator events torch.profiler recorded (+ on allocation, - on
+    free), summed in time order from the start of the profile."""
+    from torch.autograd import DeviceType
+    try:
+        raw = profiler.profiler.kineto_results.events()
+    except AttributeError as err:  # private API of torch.profiler
+        raise SystemExit(f'this torch ({err}) does not expose the profiler events the CPU '
+                         'tensor-memory probe reads; rerun with --rss') from None
+    spans = [(e.start_ns(), e.end_ns()) for e in raw if e.name() == TEACHER_SPAN]
+    events = sorted((e.start_ns(), e.nbytes()) for e in raw
+                    if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)
+    if not events:
+        raise SystemExit('the profiler recorded no CPU allocation: cannot measure memory')
+    live = outside = inside = 0
+    for t, nbytes in events:
+        live += nbytes
+        if any(a <= t <= b for a, b in spans):
+            inside = max(inside, live)
+        else:
+            outside = max(outside, live)
+    return outside, inside
 
 
 def module_bytes(modules):
@@ -565,39 +623,20 @@ def main(argv=None):
     result['teacher_weight_mib'] = teacher_bytes / 2**20
     result['teacher_recorded_mib'] = rec_bytes / 2**20
     if not args.skip_memory:
-        mem = {}
+        if args.rss and args.device.startswith('cuda'):
+            raise SystemExit('--rss measures CPU runs only (on CUDA the probe reads max allocated)')
         fd, modules_file = tempfile.mkstemp(suffix='.json')
         with os.fdopen(fd, 'w') as f:
             json.dump(sorted(sys.modules), f)
-        for v in ('a', 'b', 'c') if generic else ('a', 'b'):
-            cmd = [sys.executable, osp.abspath(__file__), args.config, '--memory-probe', v,
-                   '--batch-size', str(args.batch_size), '--device', args.device,
-                   '--warm-modules', modules_file]
-            if args.input_size:
-                cmd += ['--input-size', str(args.input_size)]
-            if args.config_data:
-                cmd += ['--config-data']
-            if args.student_config:
-                cmd += ['--student-config', args.student_config]
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            lines = [ln for ln in out.stdout.splitlines() if ln.startswith('{')]
-            if out.returncode != 0 or not lines:
-                raise SystemExit(f'memory probe {v} failed:\n{out.stderr[-2000:]}')
-            probe = json.loads(lines[-1])
-            mem[v] = probe['peak_delta'] / 2**20
-            if 'peak_delta_outside_teacher_forward' in probe:
-                mem['b_outside'] = probe['peak_delta_outside_teacher_forward'] / 2**20
-        os.remove(modules_file)
+        try:
+            mem = run_memory_probes(args, modules_file, generic, 'tensor')
+            rss = run_memory_probes(args, modules_file, generic, 'rss') if args.rss else None
+        finally:
+            os.remove(modules_file)
         result['memory_probe'] = MEMORY_PROBE
-        result['peak_mib'] = dict(a_student=mem['a'], b_mmkd=mem['b'])
-        result['memory_b_minus_a_mib'] = mem['b'] - mem['a']
-        if 'c' in mem:  # the hand-written loop: b-c is what mmkd adds, c-a what the teacher costs
-            result['peak_mib']['c_plain'] = mem['c']
-            result['memory_c_minus_a_mib'] = mem['c'] - mem['a']
-            result['memory_b_minus_c_mib'] = mem['b'] - mem['c']
-        if 'b_outside' in mem:  # (b)'s peak outside its teacher forward, minus (a)'s peak
-            result['peak_b_outside_teacher_forward_mib'] = mem['b_outside']
-            result['memory_b_outside_teacher_forward_minus_a_mib'] = mem['b_outside'] - mem['a']
+        result.update(memory_figures(mem))
+        if rss is not None:
+            result['rss'] = dict(memory_probe=RSS_PROBE, **memory_figures(rss))
         # The bound is about a frozen teacher; collaborative students have none.
         result['memory_bound_mib'] = ((teacher_bytes + rec_bytes) / 2**20 * 1.2
                                       if generic else None)
@@ -605,6 +644,45 @@ def main(argv=None):
                                          if generic else None)
     report(result, args)
     return result
+
+
+def run_memory_probes(args, modules_file, generic, metric):
+    """Peak MiB of (a), (b) and, with a hand-written loop, (c), each in a fresh process."""
+    mem = {}
+    for v in ('a', 'b', 'c') if generic else ('a', 'b'):
+        cmd = [sys.executable, osp.abspath(__file__), args.config, '--memory-probe', v,
+               '--memory-metric', metric, '--batch-size', str(args.batch_size),
+               '--device', args.device, '--warm-modules', modules_file]
+        if args.input_size:
+            cmd += ['--input-size', str(args.input_size)]
+        if args.config_data:
+            cmd += ['--config-data']
+        if args.student_config:
+            cmd += ['--student-config', args.student_config]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith('{')]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f'memory probe {v} ({metric}) failed:\n{out.stderr[-2000:]}')
+        probe = json.loads(lines[-1])
+        mem[v] = probe['peak_delta'] / 2**20
+        if 'peak_delta_outside_teacher_forward' in probe:
+            mem['b_outside'] = probe['peak_delta_outside_teacher_forward'] / 2**20
+    return mem
+
+
+def memory_figures(mem):
+    """The peaks and their differences: b-a (what distillation costs), c-a and b-c (what
+    mmkd adds to the hand-written loop), and (b) outside its teacher forward minus (a)."""
+    out = dict(peak_mib=dict(a_student=mem['a'], b_mmkd=mem['b']),
+               memory_b_minus_a_mib=mem['b'] - mem['a'])
+    if 'c' in mem:
+        out['peak_mib']['c_plain'] = mem['c']
+        out['memory_c_minus_a_mib'] = mem['c'] - mem['a']
+        out['memory_b_minus_c_mib'] = mem['b'] - mem['c']
+    if 'b_outside' in mem:
+        out['peak_b_outside_teacher_forward_mib'] = mem['b_outside']
+        out['memory_b_outside_teacher_forward_minus_a_mib'] = mem['b_outside'] - mem['a']
+    return out
 
 
 def _recorded(algo, batch):
@@ -649,7 +727,7 @@ def report(result, args):
     print(f"  b/e early exit (<1: it saves) {fmt(result['ratio_b_over_e']):>9}")
     if 'peak_mib' in result:
         peak = result['peak_mib']
-        line = (f"  peak memory above the bare process: (a) {peak['a_student']:.1f} MiB, "
+        line = (f"  peak tensor memory above the bare process: (a) {peak['a_student']:.1f} MiB, "
                 f"(b) {peak['b_mmkd']:.1f} MiB; b-a = {result['memory_b_minus_a_mib']:.1f} MiB")
         if result['memory_bound_mib'] is not None:
             line += (f" vs bound (teacher weights {result['teacher_weight_mib']:.1f} + recorded "
@@ -665,6 +743,11 @@ def report(result, args):
             print(f"  (b) outside its teacher forward: peak "
                   f"{result['peak_b_outside_teacher_forward_mib']:.1f} MiB, minus (a) = "
                   f"{result['memory_b_outside_teacher_forward_minus_a_mib']:.1f} MiB")
+    if 'rss' in result:
+        r = result['rss']
+        c = f", (c) {r['peak_mib']['c_plain']:.1f}" if 'c_plain' in r['peak_mib'] else ''
+        print(f"  peak RSS above the bare process: (a) {r['peak_mib']['a_student']:.1f}, "
+              f"(b) {r['peak_mib']['b_mmkd']:.1f}{c} MiB; b-a = {r['memory_b_minus_a_mib']:.1f} MiB")
     with open(osp.join(out_dir, f'{name}.json'), 'w') as f:
         json.dump(result, f, indent=2)
     import matplotlib

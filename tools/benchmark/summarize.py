@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Print a markdown table of the JSON files written by distill_speed.py.
 
-Memory columns read ``n/a`` for results written before the memory probe measured
-from the bare process (no ``memory_probe`` key): those peaks left out the teacher's
-weights and are not comparable with the bound. "outside teacher fwd": (b)'s peak
-outside its teacher forward (where a kept teacher graph would show) minus (a)'s peak.
-b-c: (b)'s peak minus the hand-written loop's (c), i.e. the memory mmkd adds (n/a for
-results written before (c) was probed, and where there is no hand-written loop).
+Memory columns count the bytes held by tensors (CPU: allocator events recorded by
+torch.profiler; CUDA: max allocated). They read ``n/a`` for results of earlier probes
+(before the tensor count; the very first ones also left out the teacher's weights),
+which are not comparable with the bound. "outside teacher fwd": (b)'s peak outside its
+teacher forward (where a kept teacher graph would show) minus (a)'s peak. b-c: (b)'s
+peak minus the hand-written loop's (c), i.e. the memory mmkd adds (n/a where there is
+no hand-written loop). "RSS b-a": the same difference in resident set size, for runs
+made with ``--rss``.
 """
 import glob
 import json
@@ -15,7 +17,7 @@ import sys
 
 HEADER = ('| config | device | batch | (a) student ms | (b) mmkd ms | (c) plain ms | (d) cached ms '
           '| (e) no early exit ms | b/a | b/c | b/d | d/a | b/e | peak MiB a / b / c | b-a MiB '
-          '| b-c MiB | b-a outside teacher fwd MiB | bound for b-a MiB |')
+          '| b-c MiB | b-a outside teacher fwd MiB | bound for b-a MiB | RSS b-a MiB |')
 
 
 def px(size):
@@ -29,7 +31,8 @@ def num(x, spec):
 def row(path):
     r = json.load(open(path))
     m = r['median_ms']
-    mem = r.get('peak_mib') if 'memory_probe' in r else None
+    mem = r.get('peak_mib') if 'held by tensors' in r.get('memory_probe', '') else None
+    rss = r.get('rss', {}).get('memory_b_minus_a_mib')
     peaks = (f"{mem['a_student']:.0f} / {mem['b_mmkd']:.0f} / {num(mem.get('c_plain'), '.0f')}"
              if mem else 'n/a')
     return (f"| {osp.splitext(osp.basename(path))[0]} | {r['device']} | {r['batch_size']}x"
@@ -41,7 +44,7 @@ def row(path):
             f"{peaks} | {num(r['memory_b_minus_a_mib'] if mem else None, '.0f')} | "
             f"{num(r.get('memory_b_minus_c_mib') if mem else None, '.0f')} | "
             f"{num(r.get('memory_b_outside_teacher_forward_minus_a_mib') if mem else None, '.0f')} | "
-            f"{num(r.get('memory_bound_mib') if mem else None, '.0f')} |")
+            f"{num(r.get('memory_bound_mib') if mem else None, '.0f')} | {num(rss, '.0f')} |")
 
 
 def main(argv=None):
