@@ -25,7 +25,10 @@ def px(size):
 
 
 def num(x, spec):
-    return 'n/a' if x is None else format(x, spec)
+    if x is None:
+        return 'n/a'
+    text = format(x, spec)
+    return text.lstrip('-') if float(text) == 0 else text  # no "-0"
 
 
 def row(path):
