@@ -16,8 +16,9 @@ def resolve_cfg_path(cfg_path: str) -> str:
     """Map ``'mmkd::kd/x.py'`` to this repository's ``configs/kd/x.py``.
 
     Other ``'pkg::'`` paths are left to mmengine (configs installed under
-    ``site-packages/<pkg>/.mim/configs``). Relative local paths are relative to the
-    working directory, as for ``tools/train.py``.
+    ``site-packages/<pkg>/.mim/configs``). A relative local path is relative to the
+    working directory here; :func:`resolve_relative_cfg_paths` makes the paths of a
+    loaded config absolute first, next to the file that names them (as ``_base_``).
     """
     if cfg_path.startswith('mmkd::'):
         import mmkd
@@ -85,8 +86,15 @@ def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, d
     """Build a student/teacher from ``cfg``; returns the model and a description.
 
     ``cfg`` is either a full model dict (``type=...``, optionally ``_scope_``) or
-    ``dict(cfg_path=..., pretrained=False)``. With ``pretrained=False`` the
-    backbone's ``init_cfg`` pretrained weights are dropped so nothing is downloaded.
+    ``dict(cfg_path=..., pretrained=False, **overrides)``. With ``pretrained=False``
+    the backbone's ``init_cfg`` pretrained weights are dropped so nothing is
+    downloaded. Every other key next to ``cfg_path`` is merged into the referenced
+    model dict with mmengine's config-merge rules (nested dicts merge key by key,
+    ``_delete_=True`` replaces a dict), e.g.
+    ``dict(cfg_path='mmpretrain::resnet/resnet18_8xb32_in1k.py', head=dict(num_classes=10))``.
+    ``model_override=dict(...)`` is accepted as the same thing, spelled as one key.
+    A relative ``cfg_path`` is resolved against the config file that names it when the
+    config went through :func:`resolve_relative_cfg_paths` (the tools do that).
     """
     from mmengine.registry import MODELS as ROOT
     if isinstance(cfg, nn.Module):
@@ -96,12 +104,14 @@ def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, d
     cfg = copy.deepcopy(dict(cfg))
     scope = cfg.pop('_scope_', None)
     if 'cfg_path' in cfg:
-        unknown = set(cfg) - {'cfg_path', 'pretrained'}
-        if unknown:
-            raise KeyError(f'{key}: unknown keys {sorted(unknown)} next to cfg_path; valid: '
-                           "'cfg_path', 'pretrained'")
-        pretrained = cfg.get('pretrained', False)
-        model_cfg, cfg_scope = load_model_cfg(cfg['cfg_path'], key)
+        cfg_path = cfg.pop('cfg_path')
+        pretrained = cfg.pop('pretrained', False)
+        overrides = cfg.pop('model_override', None) or {}
+        if not isinstance(overrides, dict):
+            raise TypeError(f'{key}.model_override must be a dict, got {overrides!r}')
+        model_cfg, cfg_scope = load_model_cfg(cfg_path, key)
+        # the keys left next to cfg_path override the referenced model (mmengine merge)
+        model_cfg = merge_model_cfg(model_cfg, dict(overrides, **cfg), key)
         # precedence: the outer dict's _scope_, the model's own _scope_, the file's scope
         scope = scope or model_cfg.pop('_scope_', None) or cfg_scope
         if not pretrained:
@@ -124,6 +134,112 @@ def build_task_model(cfg: dict, key: str = 'architecture') -> Tuple[nn.Module, d
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(cfg)
     return model, {'scope': scope}
+
+
+def merge_model_cfg(base: dict, overrides: dict, key: str = 'architecture') -> dict:
+    """Merge ``overrides`` into the model dict ``base`` by mmengine's config rules.
+
+    Nested dicts merge key by key; a dict with ``_delete_=True`` replaces the one it
+    overrides; other values (lists included) replace. Returns a new plain dict.
+    """
+    if not overrides:
+        return copy.deepcopy(dict(base))
+    merged = Config._merge_a_into_b(copy.deepcopy(_plain(overrides)),
+                                    copy.deepcopy(_plain(base)))
+    if 'type' not in merged:
+        raise KeyError(f'{key}: the overrides next to cfg_path removed the model type '
+                       f'(keys after the merge: {sorted(merged)})')
+    return merged
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _cfg_path_literals(path: str) -> list:
+    """Every string given to a ``cfg_path=`` keyword or ``'cfg_path':`` key in ``path``."""
+    import ast
+    try:
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == 'cfg_path':
+            value = node.value
+        elif isinstance(node, ast.Dict):
+            value = next((v for k, v in zip(node.keys, node.values)
+                          if isinstance(k, ast.Constant) and k.value == 'cfg_path'), None)
+        else:
+            continue
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            found.append(value.value)
+    return found
+
+
+def _base_files(path: str) -> list:
+    """``path`` and its local ``_base_`` files, the child first (depth-first)."""
+    import ast
+    out, todo = [], [osp.abspath(path)]
+    while todo:
+        current = todo.pop(0)
+        if current in out or not osp.isfile(current):
+            continue
+        out.append(current)
+        try:
+            with open(current, encoding='utf-8') as f:
+                tree = ast.parse(f.read(), filename=current)
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets)):
+                try:
+                    bases = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                for base in [bases] if isinstance(bases, str) else list(bases):
+                    if isinstance(base, str) and '::' not in base:
+                        todo.append(osp.normpath(osp.join(osp.dirname(current), base)))
+    return out
+
+
+def resolve_relative_cfg_paths(cfg: Config) -> Config:
+    """Make every relative ``cfg_path`` in ``cfg.model`` absolute, next to the file naming it.
+
+    ``_base_`` paths are relative to the file that lists them; ``cfg_path`` follows the
+    same rule: the config file (or inherited ``_base_`` file) whose text holds the
+    literal decides the directory, the child before its bases. A relative path that no
+    file spells (e.g. built by string formatting) is left to the working directory.
+    Modifies ``cfg`` in place and returns it.
+    """
+    filename = getattr(cfg, 'filename', None)
+    if not filename or 'model' not in cfg:
+        return cfg
+    owners = {}
+    for path in _base_files(filename):
+        for literal in _cfg_path_literals(path):
+            owners.setdefault(literal, osp.dirname(path))
+
+    def visit(node):
+        if isinstance(node, dict):
+            value = node.get('cfg_path')
+            if (isinstance(value, str) and '::' not in value and not osp.isabs(value)
+                    and value in owners):
+                node['cfg_path'] = osp.normpath(osp.join(owners[value], value))
+            for child in node.values():
+                visit(child)
+        elif isinstance(node, (list, tuple)):
+            for child in node:
+                visit(child)
+
+    visit(cfg.model)
+    return cfg
 
 
 def build_in_scope(cfg: dict, scope: Optional[str]) -> nn.Module:

@@ -17,7 +17,7 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from mmkd.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-from mmkd.utils.model_builder import build_in_scope, build_task_model, load_model_cfg
+from mmkd.utils.model_builder import build_in_scope, build_task_model
 
 from ..recorders import ModuleInputs, ModuleOutputs
 from .single_teacher_distill import check_finite_losses
@@ -30,42 +30,13 @@ _TERM_KEYS = {'hfd': ('sources', 'connectors', 'adapters', 'loss'),
 _SOURCE_KEYS = ('source', 'data_idx', 'inputs')
 
 
-def _merge(base: dict, override: dict) -> dict:
-    """Recursive dict update (the override wins), like mmengine's config merge."""
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not value.get('_delete_'):
-            out[key] = _merge(out[key], value)
-        else:
-            value = copy.deepcopy(value)
-            if isinstance(value, dict):
-                value.pop('_delete_', None)
-            out[key] = value
-    return out
-
-
 def build_student(cfg: Union[dict, nn.Module], key: str):
-    """``build_task_model`` plus an optional ``model_override`` merged into a cfg_path model.
+    """A student from a model dict or ``dict(cfg_path=..., pretrained=False, ...)``.
 
-    ``dict(cfg_path='mmseg::...', pretrained=False, model_override=dict(backbone=dict(depth=18)))``
-    lets a real-scale config derive e.g. a DeepLabV3+ R18 for ADE20K from mmseg's R50 config.
+    Keys next to ``cfg_path`` (or ``model_override=dict(...)``) override the referenced
+    model, e.g. a DeepLabV3+ R18 for ADE20K derived from mmseg's R50 config; see
+    :func:`mmkd.utils.model_builder.build_task_model`.
     """
-    if isinstance(cfg, dict) and 'model_override' in cfg:
-        cfg = dict(cfg)
-        override = cfg.pop('model_override')
-        if 'cfg_path' not in cfg:
-            raise KeyError(f'{key}.model_override needs {key}.cfg_path (the config it overrides)')
-        unknown = set(cfg) - {'cfg_path', 'pretrained', '_scope_'}
-        if unknown:
-            raise KeyError(f'{key}: unknown keys {sorted(unknown)}; valid: cfg_path, pretrained, '
-                           'model_override, _scope_')
-        model_cfg, scope = load_model_cfg(cfg['cfg_path'], key)
-        model_cfg = _merge(model_cfg, override)
-        if not cfg.get('pretrained', False):
-            from mmkd.utils.model_builder import _drop_pretrained
-            _drop_pretrained(model_cfg)
-        model_cfg['_scope_'] = cfg.get('_scope_') or model_cfg.get('_scope_') or scope
-        cfg = model_cfg
     return build_task_model(cfg, key=key)
 
 

@@ -187,9 +187,39 @@ class SingleTeacherDistill(BaseAlgorithm):
         with torch.no_grad(), precision.context(device), self.distiller.teacher_recorders:
             try:
                 teacher(precision.cast_inputs(inputs), data_samples,
-                             mode=self.teacher_forward_mode)
+                        mode=self.teacher_forward_mode)
             except EarlyExit:
                 pass  # every recorded tensor the losses need is there
+            except (TypeError, AttributeError, KeyError) as err:
+                if self.teacher_forward_mode != 'tensor':
+                    raise
+                # Some heads (mmseg's Mask2Former, mmdet's DETR family) need the data
+                # samples in their forward, which 'tensor' mode does not hand them.
+                self._fall_back_to_predict(teacher, precision.cast_inputs(inputs),
+                                           data_samples, err)
+
+    def _fall_back_to_predict(self, teacher: nn.Module, inputs, data_samples,
+                              err: Exception) -> None:
+        """Retry a failed 'tensor' teacher forward in 'predict' mode, once, and say so."""
+        from mmengine.logging import print_log
+        self.distiller.teacher_recorders.reset()
+        try:
+            teacher(inputs, data_samples, mode='predict')
+        except EarlyExit:
+            pass
+        except Exception as err2:  # noqa: BLE001 (both failures are reported)
+            raise RuntimeError(
+                f"the teacher ({type(teacher).__name__}) failed in teacher_forward_mode="
+                f"'tensor' ({type(err).__name__}: {err}) and in 'predict' "
+                f'({type(err2).__name__}: {err2}). Set teacher_forward_mode to one of '
+                f"{_TEACHER_MODES} that this model supports ('loss' needs labelled data "
+                'samples).') from err2
+        self.teacher_forward_mode = 'predict'
+        print_log(
+            f"teacher_forward_mode='tensor' failed for the teacher {type(teacher).__name__} "
+            f'({type(err).__name__}: {err}); its forward needs the data samples. mmkd runs it '
+            "in 'predict' mode from now on; set teacher_forward_mode='predict' in the "
+            'config to make this explicit.', logger='current', level=30)
 
     def teacher_fingerprint(self) -> str:
         from mmkd.datasets.cached_teacher import teacher_fingerprint
