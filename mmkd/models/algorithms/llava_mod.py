@@ -12,7 +12,7 @@ from mmkd.registry import MODELS
 from mmkd.utils.checkpoint import load_state_dict_file, load_teacher_weights
 from mmkd.utils.model_builder import build_task_model
 
-from ..llm.moe import moe_blocks, pop_moe_aux_loss, upcycle_to_moe
+from ..llm.moe import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
 from ..losses.preference_losses import sequence_log_probs
 from .base_algorithm import BaseAlgorithm
 from .single_teacher_distill import check_finite_losses, freeze
@@ -21,6 +21,8 @@ from .teacher_precision import TeacherPrecision
 STAGES = ('mimic', 'preference')
 _MOE_KEYS = ('num_experts', 'top_k', 'layers', 'aux_loss_coef', 'decoder_layers', 'balance_count',
              'normalize_weights', 'router_init_std')
+#: Scopes of ``student_trainable`` entries (``'scope:pattern'``); a bare pattern is 'layers'.
+TRAINABLE_SCOPES = ('layers', 'llm', 'projector', 'vision_tower')
 
 
 def _strip(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
@@ -71,10 +73,21 @@ class LlavaMoDDistill(BaseAlgorithm):
             response ('mimic' stage; and on the chosen answer in 'preference').
         preference_loss (dict): ``DPOLoss`` (paper) or ``KTOPairLoss`` (official
             script's ``kto_pair``).
-        student_trainable (sequence[str], optional): train only the student parameters
-            whose name contains one of these substrings (official: the LLM's MLP/expert
-            projections and the routers: ``('mlp.',)``); others are frozen. None: the
-            student's own ``trainable`` setting is kept.
+        student_trainable (sequence[str], optional): the only student parameters that
+            train; all others are frozen. None: the student's own ``trainable`` setting
+            is kept. Names are matched structurally, inside one part of the student:
+            each entry is ``'scope:pattern'``, and selects the parameters of that part
+            whose name *relative to the part* contains ``pattern`` (an empty pattern:
+            the whole part). Scopes: ``'layers'`` (the LLM's decoder layers, names like
+            ``'0.mlp.experts.1.up_proj.weight'``), ``'llm'`` (the whole language
+            model), ``'projector'``, ``'vision_tower'``. A bare pattern means
+            ``'layers:pattern'``, so the official stage 2/3 setting
+            (``--train_modules mlp.* wg``: the LLM's MLPs, the MoE experts and the
+            routers) is ``('mlp.',)``, and it can never reach the vision tower's
+            ``mlp.fc1``/``mlp.fc2`` (CLIP/SigLIP), which a plain substring match over
+            the whole student would re-enable. The vision parameters the student froze
+            because they never reach the output stay frozen; an entry that matches
+            nothing else, or nothing at all, is an error.
         teacher_precision (str): 'fp32', 'bf16' or 'fp16' teacher forward.
         teacher_precision_mode (str): 'cast' (default: weights stored in the reduced
             dtype, half the memory) or 'autocast'.
@@ -191,17 +204,49 @@ class LlavaMoDDistill(BaseAlgorithm):
                 'is loaded before upcycling and a sparse one after: is `moe` the same as in the stage '
                 'that wrote it?')
 
+    def _trainable_scopes(self) -> Dict[str, nn.Module]:
+        hf = self.architecture.hf_model
+        decoder_path = self.moe_cfg.get('decoder_layers') if self.moe_cfg else None
+        _, layers = find_decoder_layers(hf, decoder_path)  # the path upcycle_to_moe uses
+        return dict(layers=layers, llm=hf.language_model, projector=hf.multi_modal_projector,
+                    vision_tower=hf.vision_tower)
+
+    def _never_trained(self) -> set:
+        """ids of the vision parameters the student froze as unused (they get no gradient)."""
+        tower = self.architecture.hf_model.vision_tower
+        vision = getattr(tower, 'vision_model', tower)
+        return {id(vision.get_parameter(n)) for n in getattr(self.architecture, 'unused_vision_params', [])}
+
     def _set_student_trainable(self, patterns: Optional[Sequence[str]]) -> Optional[tuple]:
         if patterns is None:
             return None
         patterns = (patterns, ) if isinstance(patterns, str) else tuple(patterns)
-        names = [n for n, _ in self.architecture.named_parameters()]
-        unused = [p for p in patterns if not any(p in n for n in names)]
-        if unused or not patterns:
-            raise ValueError(f'LlavaMoDDistill.student_trainable={patterns!r}: {unused} match no student '
-                             f'parameter (e.g. {names[:3]} ...)')
-        for name, param in self.architecture.named_parameters():
-            param.requires_grad_(any(p in name for p in patterns))
+        key = f'LlavaMoDDistill.student_trainable={patterns!r}'
+        if not patterns:
+            raise ValueError(f'{key}: give at least one pattern, or None to keep the student\'s own '
+                             '`trainable` setting')
+        scopes, never = self._trainable_scopes(), self._never_trained()
+        selected = set()
+        for entry in patterns:
+            if not isinstance(entry, str):
+                raise TypeError(f'{key}: {entry!r} is not a string')
+            scope, sep, pattern = entry.partition(':')
+            if not sep:
+                scope, pattern = 'layers', entry
+            if scope not in scopes:
+                raise ValueError(f'{key}: {entry!r} names the unknown scope {scope!r}; valid scopes: '
+                                 f'{list(TRAINABLE_SCOPES)} (a bare pattern means \'layers:...\')')
+            names = [n for n, _ in scopes[scope].named_parameters()]
+            hits = [p for n, p in scopes[scope].named_parameters() if pattern in n]
+            if not hits:
+                raise ValueError(f'{key}: {entry!r} matches no parameter of the {scope!r} scope '
+                                 f'(names there are relative to it, e.g. {names[:3]} ...)')
+            if all(id(p) in never for p in hits):
+                raise ValueError(f'{key}: {entry!r} matches only vision parameters that never reach '
+                                 'the output (after vision_feature_layer), kept frozen')
+            selected.update(id(p) for p in hits if id(p) not in never)
+        for param in self.architecture.parameters():
+            param.requires_grad_(id(param) in selected)
         return patterns
 
     # the hidden teacher ----------------------------------------------------------------

@@ -11,6 +11,8 @@ from torch.utils.checkpoint import checkpoint
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 _EPS = 1e-6
 
 
@@ -204,6 +206,7 @@ class ACAMKDLoss(nn.Module):
         detach_masks (bool): see Gradients.
         init_std (float | None): std of the selection units' normal init; None for
             the fan-in default above.
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = ()
@@ -222,30 +225,32 @@ class ACAMKDLoss(nn.Module):
                  diversity_reduction: str = 'mean',
                  detach_student_in_fusion: bool = True,
                  detach_masks: bool = True,
-                 init_std: float | None = None) -> None:
+                 init_std: float | None = None,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        for name, value in (('student_channels', student_channels),
-                            ('teacher_channels', teacher_channels), ('num_masks', num_masks)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
-        if attn_chunk_size is not None and (not isinstance(attn_chunk_size, int)
-                                            or attn_chunk_size < 1):
-            raise ValueError(
-                f'attn_chunk_size must be a positive int or None, got {attn_chunk_size!r}')
+        check_loss_args(self, student_channels=student_channels,
+                        teacher_channels=teacher_channels, num_masks=num_masks,
+                        channel_weight=channel_weight, spatial_weight=spatial_weight,
+                        diversity_weight=diversity_weight, loss_weight=loss_weight,
+                        attn_chunk_size=attn_chunk_size, init_std=init_std,
+                        integers=('student_channels', 'teacher_channels', 'num_masks',
+                                  'attn_chunk_size'),
+                        positive=('student_channels', 'teacher_channels', 'num_masks',
+                                  'attn_chunk_size', 'init_std'),
+                        optional=('attn_chunk_size', 'init_std'),
+                        allow_negative_weight=allow_negative_weight)
         if kv_pool_size is not None:
             pool = (kv_pool_size, kv_pool_size) if isinstance(kv_pool_size, int) else tuple(
                 kv_pool_size)
             if len(pool) != 2 or not all(isinstance(p, int) and p >= 1 for p in pool):
                 raise ValueError(
-                    f'kv_pool_size must be a positive int, a pair of them, or None, '
+                    f'ACAMKDLoss: kv_pool_size must be a positive int, a pair of them, or None, '
                     f'got {kv_pool_size!r}')
             kv_pool_size = pool
         unknown = set(diversity_masks) - {'spatial', 'channel'}
         if unknown:
             raise ValueError(f'diversity_masks={tuple(diversity_masks)!r} has unknown entries '
                              f"{sorted(unknown)}; valid: 'spatial', 'channel'")
-        if init_std is not None and not init_std > 0:
-            raise ValueError(f'init_std must be > 0 or None, got {init_std!r}')
         if diversity_reduction not in ('mean', 'sum'):
             raise ValueError(
                 f"diversity_reduction={diversity_reduction!r} is not valid; choose 'mean' or 'sum'")

@@ -9,6 +9,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 Scale = Union[float, torch.Tensor]
 
 
@@ -116,15 +118,21 @@ class AffinityMimickingLoss(nn.Module):
             student's contrastive loss. In [0, 1].
         student_logit_scale (float, optional): fixed :math:`s_S`.
         teacher_logit_scale (float, optional): fixed :math:`s_T`.
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self,
                  alpha: float = 1.0,
                  student_logit_scale: Optional[float] = None,
                  teacher_logit_scale: Optional[float] = None,
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, alpha=alpha, student_logit_scale=student_logit_scale,
+                        teacher_logit_scale=teacher_logit_scale, loss_weight=loss_weight,
+                        optional=('student_logit_scale', 'teacher_logit_scale'),
+                        allow_negative_weight=allow_negative_weight)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f'AffinityMimickingLoss: alpha={alpha} must be in [0, 1]')
         for name, value in (('student_logit_scale', student_logit_scale),

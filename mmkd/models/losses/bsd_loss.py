@@ -22,6 +22,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 def _pair(value: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
@@ -130,14 +132,18 @@ class RegionBSDLoss(nn.Module):
     Args:
         region_size (int | tuple): region height/width in label pixels (exact when
             it divides the label size, else an upper bound: see above).
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
         ignore_index (int): label value without ground truth.
         align_corners (bool): of the bilinear resizes (mmseg heads use False).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self, region_size: Union[int, Sequence[int]] = 32, loss_weight: float = 1.0,
-                 ignore_index: int = 255, align_corners: bool = False) -> None:
+                 ignore_index: int = 255, align_corners: bool = False,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, ignore_index=ignore_index,
+                        integers=('ignore_index', ), allow_negative_weight=allow_negative_weight)
         self.region_size = _pair(region_size, 'RegionBSDLoss.region_size')
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index
@@ -169,21 +175,38 @@ class RegionBSDLoss(nn.Module):
 @torch.no_grad()
 def pixel_selection(learner_logits: torch.Tensor, teacher_logits: torch.Tensor, gt: torch.Tensor,
                     ignore_index: int = 255, align_corners: bool = False) -> torch.Tensor:
-    """(N, H, W) bool: labelled pixels where the teacher of the term is reliable.
+    r"""(N, H, W) bool: labelled pixels where the teacher of the term is reliable.
 
     The teacher's prediction is correct there, and either the learner's is wrong or
     the teacher gives the true class a higher probability than the learner does.
     So each pixel is transferred in at most one direction, and not at all where
     both students are wrong.
+
+    The confidences are compared without rounding them to 1: by :math:`\log p_y`, and
+    where those are equal in float32, by the log of the other classes' mass
+    :math:`\log(1 - p_y) = \mathrm{logsumexp}_{k\ne y} z_k - \mathrm{logsumexp}_k z_k`
+    (smaller is more confident). Two confident students (true-class margins above
+    ~17) both have :math:`p_y = 1.0` and :math:`\log p_y = 0` in float32, yet
+    different non-target masses.
     """
     gt = _labels(gt)
-    p_l = logits_at_labels(learner_logits.detach().float(), gt, align_corners).softmax(1)
-    p_t = logits_at_labels(teacher_logits.detach().float(), gt, align_corners).softmax(1)
+    z_l = logits_at_labels(learner_logits.detach().float(), gt, align_corners)
+    z_t = logits_at_labels(teacher_logits.detach().float(), gt, align_corners)
     valid = gt != ignore_index
     idx = (gt.clamp(min=0) * valid)[:, None]
-    conf_l, conf_t = p_l.gather(1, idx)[:, 0], p_t.gather(1, idx)[:, 0]
-    right_l, right_t = p_l.argmax(1) == gt, p_t.argmax(1) == gt
-    return valid & right_t & (~right_l | (conf_t > conf_l))
+    log_p_l, log_not_l = _true_class_log_masses(z_l, idx)
+    log_p_t, log_not_t = _true_class_log_masses(z_t, idx)
+    more_confident = (log_p_t > log_p_l) | ((log_p_t == log_p_l) & (log_not_t < log_not_l))
+    right_l, right_t = z_l.argmax(1) == gt, z_t.argmax(1) == gt
+    return valid & right_t & (~right_l | more_confident)
+
+
+def _true_class_log_masses(logits: torch.Tensor, idx: torch.Tensor):
+    """``(log p_y, log(1 - p_y))`` per pixel, both from logsumexps (no ``1 - p``)."""
+    lse = torch.logsumexp(logits, dim=1)
+    log_p = logits.gather(1, idx)[:, 0] - lse
+    others = logits.scatter(1, idx, float('-inf'))
+    return log_p, torch.logsumexp(others, dim=1) - lse
 
 
 @MODELS.register_module()
@@ -204,16 +227,17 @@ class PixelBSDLoss(nn.Module):
 
     Args:
         tau (float): temperature :math:`\tau`.
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
         ignore_index (int): label value without ground truth.
         align_corners (bool): of the bilinear resize of the logits.
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0, ignore_index: int = 255,
-                 align_corners: bool = False) -> None:
+                 align_corners: bool = False, allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'PixelBSDLoss.tau must be > 0, got {tau}')
+        check_loss_args(self, tau=tau, loss_weight=loss_weight, ignore_index=ignore_index,
+                        integers=('ignore_index', ), allow_negative_weight=allow_negative_weight)
         self.tau = tau
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index

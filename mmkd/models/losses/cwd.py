@@ -7,6 +7,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 @MODELS.register_module()
 class ChannelWiseDivergence(nn.Module):
@@ -25,15 +27,17 @@ class ChannelWiseDivergence(nn.Module):
 
     Args:
         tau (float): temperature.
-        loss_weight (float): :math:`w` (the paper uses 3 for logits).
+        loss_weight (float): :math:`w` (the paper uses 3 for logits; >= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('preds_S', 'preds_T'), )
 
-    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'tau must be > 0, got {tau}')
+        check_loss_args(self, tau=tau, loss_weight=loss_weight,
+                        allow_negative_weight=allow_negative_weight)
         self.tau = tau
         self.loss_weight = loss_weight
 

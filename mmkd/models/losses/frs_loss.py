@@ -16,6 +16,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 def feature_richness_mask(t_logits: torch.Tensor) -> torch.Tensor:
     """Richness of each location: ``m[n, h, w] = max_a sigmoid(t_logits[n, a, h, w])``.
@@ -49,13 +51,15 @@ class FRSFeatureLoss(nn.Module):
     (``distill_feat_weight``), summed over the 5 levels P2-P6.
 
     Args:
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('s_feature', 't_feature'), )
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         self.loss_weight = loss_weight
 
     def forward(self, s_feature: torch.Tensor, t_feature: torch.Tensor,
@@ -84,13 +88,15 @@ class FRSClsLoss(nn.Module):
     G2SD: :math:`w = 0.1` (``distill_cls_weight``) on the RPN objectness of P2-P6.
 
     Args:
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('s_logits', 't_logits'), )
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         self.loss_weight = loss_weight
 
     def forward(self, s_logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from .utils import logits_to_rows
+from .utils import check_loss_args, logits_to_rows
 
 
 @MODELS.register_module()
@@ -30,13 +30,15 @@ class HardDistillationLoss(nn.Module):
     :class:`KLDivergence` on the same inputs.
 
     Args:
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('preds_S', 'preds_T'), )
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         self.loss_weight = loss_weight
 
     def forward(self, preds_S: torch.Tensor, preds_T: torch.Tensor) -> torch.Tensor:

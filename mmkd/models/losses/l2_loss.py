@@ -7,6 +7,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 @MODELS.register_module()
 class L2Loss(nn.Module):
@@ -26,13 +28,16 @@ class L2Loss(nn.Module):
     Args:
         normalize (bool): L2-normalise each sample's flattened feature first.
         reduction (str): 'mean', 'batchmean' or 'sum'.
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('s_feature', 't_feature'), )
 
-    def __init__(self, normalize: bool = False, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+    def __init__(self, normalize: bool = False, reduction: str = 'mean', loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         if reduction not in ('mean', 'batchmean', 'sum'):
             raise ValueError(f"reduction={reduction!r}; valid: 'mean', 'batchmean', 'sum'")
         self.normalize = normalize

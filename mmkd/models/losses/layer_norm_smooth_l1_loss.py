@@ -7,6 +7,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 @MODELS.register_module()
 class LayerNormSmoothL1Loss(nn.Module):
@@ -31,15 +33,18 @@ class LayerNormSmoothL1Loss(nn.Module):
     Args:
         beta (float): smooth-L1 threshold :math:`\beta` (G2SD: 2.0).
         eps (float): :math:`\epsilon` of the layer norm (G2SD: 1e-6).
-        loss_weight (float): :math:`w` (G2SD: 1.0).
+        loss_weight (float): :math:`w` (G2SD: 1.0; >= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('s_feature', 't_feature'), )
 
-    def __init__(self, beta: float = 2.0, eps: float = 1e-6, loss_weight: float = 1.0) -> None:
+    def __init__(self, beta: float = 2.0, eps: float = 1e-6, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if beta <= 0:
-            raise ValueError(f'LayerNormSmoothL1Loss: beta must be > 0, got {beta}')
+        check_loss_args(self, beta=beta, eps=eps, loss_weight=loss_weight, positive=('beta', ),
+                        non_negative=('eps', ),
+                        allow_negative_weight=allow_negative_weight)
         self.beta = beta
         self.eps = eps
         self.loss_weight = loss_weight

@@ -24,6 +24,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 IGNORE_INDEX = -100
 
 
@@ -97,14 +99,16 @@ class MDistLoss(nn.Module):
         tau (float): temperature.
         direction (str): 'forward' (KL(T||S), the paper) or 'reverse'.
         visual_shift (bool): see :func:`visual_positions`.
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self, loss_weight: float = 1.0, response_weight: float = 1.0,
                  visual_weight: float = 1.0, tau: float = 1.0, direction: str = 'forward',
-                 visual_shift: bool = True) -> None:
+                 visual_shift: bool = True, allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'MDistLoss.tau={tau} must be > 0')
+        check_loss_args(self, loss_weight=loss_weight, response_weight=response_weight,
+                        visual_weight=visual_weight, tau=tau,
+                        allow_negative_weight=allow_negative_weight)
         if direction not in ('forward', 'reverse'):
             raise ValueError(f"MDistLoss.direction={direction!r}; valid: 'forward', 'reverse'")
         self.loss_weight = loss_weight
@@ -162,10 +166,13 @@ class RDistLoss(nn.Module):
         normalize_tokens (bool): L2-normalise the tokens first (cosine-similarity
             matrices instead of raw Gram matrices). Default False (the paper's
             :math:`V V^\top`).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
-    def __init__(self, loss_weight: float = 1.0, normalize_tokens: bool = False) -> None:
+    def __init__(self, loss_weight: float = 1.0, normalize_tokens: bool = False,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         self.loss_weight, self.normalize_tokens = loss_weight, normalize_tokens
 
     def forward(self, s_tokens: torch.Tensor, t_tokens: torch.Tensor,

@@ -9,6 +9,8 @@ from torch import nn
 from mmkd.models.connectors.mgd_connector import MGDConnector
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 @MODELS.register_module()
 class MGDLoss(nn.Module):
@@ -68,7 +70,8 @@ class MGDLoss(nn.Module):
         lambda_mgd (float): :math:`\lambda`, the masking ratio in [0, 1] (default 0.65).
         mask_type (str): 'spatial' (detection, segmentation) or 'channel'
             (classification).
-        loss_weight (float): :math:`w`, an extra multiplier (e.g. for schedules).
+        loss_weight (float): :math:`w`, an extra multiplier (e.g. for schedules; >= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = ()
@@ -79,8 +82,11 @@ class MGDLoss(nn.Module):
                  alpha_mgd: float = 2e-5,
                  lambda_mgd: float = 0.65,
                  mask_type: str = 'spatial',
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, alpha_mgd=alpha_mgd, lambda_mgd=lambda_mgd, loss_weight=loss_weight,
+                        allow_negative_weight=allow_negative_weight)
         self.connector = MGDConnector(student_channels, teacher_channels, lambda_mgd, mask_type)
         self.alpha_mgd = float(alpha_mgd)
         self.loss_weight = loss_weight

@@ -25,6 +25,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 _SEM_REDUCTIONS = ('sum', 'batchmean', 'mean')
 
 
@@ -53,10 +55,14 @@ class PixelConsistencyLoss(nn.Module):
         loss_weight (float): :math:`w` (1 in the official code, for each teacher and
             for labelled and unlabelled images alike).
         ignore_index (int): label value that contributes nothing.
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
-    def __init__(self, loss_weight: float = 1.0, ignore_index: int = 255) -> None:
+    def __init__(self, loss_weight: float = 1.0, ignore_index: int = 255,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, ignore_index=ignore_index,
+                        integers=('ignore_index', ), allow_negative_weight=allow_negative_weight)
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index
 
@@ -105,10 +111,13 @@ class SemanticSensitiveLoss(nn.Module):
     Args:
         loss_weight (float): :math:`w` (the paper's :math:`\lambda_1`).
         reduction (str): 'sum' (default, official), 'batchmean' or 'mean'.
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
-    def __init__(self, loss_weight: float = 1.0, reduction: str = 'sum') -> None:
+    def __init__(self, loss_weight: float = 1.0, reduction: str = 'sum',
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         if reduction not in _SEM_REDUCTIONS:
             raise ValueError(f'reduction={reduction!r}; valid: {_SEM_REDUCTIONS}')
         self.loss_weight = loss_weight
@@ -165,11 +174,19 @@ class ContentAwareLoss(nn.Module):
             the norms unguarded (0); a region whose pooled feature is all zero (a
             ReLU output can be) would give NaN, so the default is 1e-12, which
             changes nothing otherwise.
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self, loss_weight: float = 1.0, pool_size: Union[int, Sequence[int]] = 7,
-                 eps: float = 1e-12) -> None:
+                 eps: float = 1e-12, allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, eps=eps, non_negative=('eps', ),
+                        allow_negative_weight=allow_negative_weight)
+        sizes = tuple(pool_size) if isinstance(pool_size, (list, tuple)) else (pool_size, )
+        if len(sizes) not in (1, 2):
+            raise ValueError(f'ContentAwareLoss: pool_size={pool_size!r} must be an int or a pair')
+        for size in sizes:
+            check_loss_args(self, pool_size=size, integers=('pool_size', ), positive=('pool_size', ))
         self.loss_weight = loss_weight
         self.pool_size = pool_size
         self.eps = eps
@@ -203,12 +220,16 @@ class OhemCrossEntropyLoss(nn.Module):
         min_kept (int): pixels kept at least, **per image** (the official code's
             ``50000 * batch_size // world_size`` is 50000 per image).
         ignore_index (int): label that is never kept.
-        loss_weight (float): scale.
+        loss_weight (float): scale (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self, thresh: float = 0.7, min_kept: int = 50000, ignore_index: int = 255,
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0, allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, thresh=thresh, min_kept=min_kept, ignore_index=ignore_index,
+                        loss_weight=loss_weight, integers=('min_kept', 'ignore_index'),
+                        allow_negative_weight=allow_negative_weight)
         if not 0.0 < thresh <= 1.0:
             raise ValueError(f'thresh must be in (0, 1], got {thresh}')
         if min_kept < 0:

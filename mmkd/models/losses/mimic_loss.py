@@ -9,6 +9,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 POSITIONS = ('response', 'all')
 
 
@@ -66,18 +68,22 @@ class MimicKLLoss(nn.Module):
         vocab_size (int, optional): compare only the first ``vocab_size`` logits (when
             one model pads its vocabulary); otherwise both vocabularies must be equal.
         ignore_index (int): label of non-response tokens.
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('student_logits', 'teacher_logits'), )
 
     def __init__(self, positions: str = 'response', tau: float = 1.0, vocab_size: Optional[int] = None,
-                 ignore_index: int = -100, loss_weight: float = 1.0) -> None:
+                 ignore_index: int = -100, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, tau=tau, vocab_size=vocab_size, ignore_index=ignore_index,
+                        loss_weight=loss_weight, integers=('vocab_size', 'ignore_index'),
+                        positive=('vocab_size', ), optional=('vocab_size', ),
+                        allow_negative_weight=allow_negative_weight)
         if positions not in POSITIONS:
             raise ValueError(f'positions={positions!r} is not valid; valid: {list(POSITIONS)}')
-        if tau <= 0:
-            raise ValueError(f'tau must be > 0, got {tau}')
         self.positions, self.tau, self.vocab_size = positions, tau, vocab_size
         self.ignore_index, self.loss_weight = ignore_index, loss_weight
 

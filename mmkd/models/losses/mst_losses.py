@@ -20,6 +20,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 TeacherLogits = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
@@ -91,17 +93,17 @@ class RoutedKDLoss(nn.Module):
     Args:
         tau (float): temperature (official: 4).
         topk (int): teachers per sample (official default: 1).
-        loss_weight (float): :math:`w` (official ``w_kl``, default 1).
+        loss_weight (float): :math:`w` (official ``w_kl``, default 1; >= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = ()
 
-    def __init__(self, tau: float = 4.0, topk: int = 1, loss_weight: float = 1.0) -> None:
+    def __init__(self, tau: float = 4.0, topk: int = 1, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'RoutedKDLoss: tau must be > 0, got {tau}')
-        if not isinstance(topk, int) or topk < 1:
-            raise ValueError(f'RoutedKDLoss: topk must be an integer >= 1, got {topk!r}')
+        check_loss_args(self, tau=tau, topk=topk, loss_weight=loss_weight, integers=('topk', ),
+                        positive=('topk', ), allow_negative_weight=allow_negative_weight)
         self.tau = tau
         self.topk = topk
         self.loss_weight = loss_weight
@@ -142,13 +144,16 @@ class LoadBalanceLoss(nn.Module):
 
     Args:
         mode (str): 'KL' or 'CV'.
-        loss_weight (float): :math:`w` (official ``w_lb``, default 1).
+        loss_weight (float): :math:`w` (official ``w_lb``, default 1; >= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     MODES = ('KL', 'CV')
 
-    def __init__(self, mode: str = 'KL', loss_weight: float = 1.0) -> None:
+    def __init__(self, mode: str = 'KL', loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
+        check_loss_args(self, loss_weight=loss_weight, allow_negative_weight=allow_negative_weight)
         if mode not in self.MODES:
             raise ValueError(f'LoadBalanceLoss: mode={mode!r}; valid: {self.MODES}')
         self.mode = mode
@@ -184,15 +189,18 @@ class EnsembleKDLoss(nn.Module):
     Args:
         tau (float): temperature.
         weights (list[float], optional): one non-negative weight per teacher.
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     def __init__(self, tau: float = 4.0, weights: Optional[Sequence[float]] = None,
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0, allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'EnsembleKDLoss: tau must be > 0, got {tau}')
+        check_loss_args(self, tau=tau, loss_weight=loss_weight,
+                        allow_negative_weight=allow_negative_weight)
         if weights is not None:
+            weights = list(weights)
+            check_loss_args(self, **{f'weights[{i}]': w for i, w in enumerate(weights)})
             weights = [float(w) for w in weights]
             if not weights or any(w < 0 for w in weights) or sum(weights) <= 0:
                 raise ValueError(f'EnsembleKDLoss: weights must be non-negative with a positive '
@@ -214,8 +222,12 @@ class EnsembleKDLoss(nn.Module):
             alpha = stacked.new_tensor(self.weights)
             alpha = alpha / alpha.sum()
         shape = (1, num_ways) + (1, ) * (stacked.dim() - 2)
-        p_t = (F.softmax(stacked / self.tau, dim=2) * alpha.view(shape)).sum(dim=1)
+        # log p^T = logsumexp_e(log alpha_e + log_softmax(z^{T_e}/tau)): exact where the
+        # mixture is tiny (no clamp of the probability before the log); a teacher with
+        # weight 0 contributes log 0 = -inf, which logsumexp ignores.
+        log_p_t = torch.logsumexp(
+            F.log_softmax(stacked / self.tau, dim=2) + alpha.log().view(shape), dim=1)
         log_p_s = F.log_softmax(preds_S / self.tau, dim=1)
-        per_position = (p_t * (p_t.clamp_min(1e-12).log() - log_p_s)).sum(dim=1)
+        per_position = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
         per_sample = per_position.reshape(per_position.shape[0], -1).mean(dim=1)
         return self.loss_weight * self.tau**2 * per_sample.mean()

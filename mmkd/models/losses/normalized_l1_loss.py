@@ -7,6 +7,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 @MODELS.register_module()
 class NormalizedL1Loss(nn.Module):
@@ -27,15 +29,17 @@ class NormalizedL1Loss(nn.Module):
 
     Args:
         eps (float): :math:`\epsilon`, guards the division (default 1e-12).
-        loss_weight (float): :math:`w` (DMAE: 1.0, added to the pixel loss).
+        loss_weight (float): :math:`w` (DMAE: 1.0, added to the pixel loss; >= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
     paired_inputs = (('s_feature', 't_feature'), )
 
-    def __init__(self, eps: float = 1e-12, loss_weight: float = 1.0) -> None:
+    def __init__(self, eps: float = 1e-12, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if eps <= 0:
-            raise ValueError(f'NormalizedL1Loss: eps must be > 0, got {eps}')
+        check_loss_args(self, eps=eps, loss_weight=loss_weight, positive=('eps', ),
+                        allow_negative_weight=allow_negative_weight)
         self.eps = eps
         self.loss_weight = loss_weight
 

@@ -7,6 +7,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from .utils import check_loss_args
+
 
 def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
                        average: bool = False) -> torch.Tensor:
@@ -58,13 +60,15 @@ class DPOLoss(nn.Module):
     Args:
         beta (float): :math:`\beta` (> 0).
         label_smoothing (float): :math:`\epsilon` in [0, 0.5).
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
-    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if beta <= 0:
-            raise ValueError(f'beta must be > 0, got {beta}')
+        check_loss_args(self, beta=beta, label_smoothing=label_smoothing, loss_weight=loss_weight,
+                        positive=('beta', ), allow_negative_weight=allow_negative_weight)
         if not 0 <= label_smoothing < 0.5:
             raise ValueError(f'label_smoothing must be in [0, 0.5), got {label_smoothing}')
         self.beta, self.label_smoothing, self.loss_weight = beta, label_smoothing, loss_weight
@@ -99,16 +103,21 @@ class KTOPairLoss(nn.Module):
             \big(1-\sigma(\beta(z_w - r_{l,i}))\big)\Big].
 
     As in the official trainer the reference points are not detached.
+    :math:`1 - \sigma(x)` is computed as :math:`\sigma(-x)` (equal, but it does not
+    round to 0 in float32 once :math:`x > 17`, so large log-ratios keep their small
+    value and gradient).
 
     Args:
         beta (float): :math:`\beta` (> 0; official default 0.1).
-        loss_weight (float): :math:`w`.
+        loss_weight (float): :math:`w` (>= 0).
+        allow_negative_weight (bool): accept ``loss_weight < 0``.
     """
 
-    def __init__(self, beta: float = 0.1, loss_weight: float = 1.0) -> None:
+    def __init__(self, beta: float = 0.1, loss_weight: float = 1.0,
+                 allow_negative_weight: bool = False) -> None:
         super().__init__()
-        if beta <= 0:
-            raise ValueError(f'beta must be > 0, got {beta}')
+        check_loss_args(self, beta=beta, loss_weight=loss_weight, positive=('beta', ),
+                        allow_negative_weight=allow_negative_weight)
         self.beta, self.loss_weight = beta, loss_weight
 
     def forward(self, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -122,6 +131,7 @@ class KTOPairLoss(nn.Module):
         r_l = policy_rejected_logps - reference_rejected_logps.detach()
         z_w = r_w.mean().clamp(min=0)
         z_l = r_l.mean().clamp(min=0)
-        losses = torch.cat([1 - torch.sigmoid(self.beta * (r_w - z_l)),
-                            1 - torch.sigmoid(self.beta * (z_w - r_l))])
+        # 1 - sigmoid(x) == sigmoid(-x); the right side keeps its precision for large x
+        losses = torch.cat([torch.sigmoid(-self.beta * (r_w - z_l)),
+                            torch.sigmoid(-self.beta * (z_w - r_l))])
         return self.loss_weight * losses.mean()

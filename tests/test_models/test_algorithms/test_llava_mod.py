@@ -147,3 +147,54 @@ def test_trainable_patterns_bf16_teacher_and_bad_config():
         build(student_trainable=('nothing_like_this', ))
     with pytest.raises(ValueError, match='share one vocabulary'):
         build(teacher=llava(dict(TEXT_T, vocab_size=64)))
+
+
+def _expected_official_trainable(algo):
+    """The official stage-2/3 set (`--train_modules mlp.* wg`), written out by hand from the
+    tiny student's structure: 2 Qwen2 decoder layers, layer 0 upcycled to 4 experts + a
+    router (moe layers='sparse'), layer 1 dense; Qwen2's MLP projections have no bias."""
+    layers = algo.student.hf_model.language_model.model.layers
+    prefix = next(n for n, m in algo.student.named_modules() if m is layers)
+    projs = ('gate_proj', 'up_proj', 'down_proj')
+    names = {f'{prefix}.0.mlp.experts.{e}.{p}.weight' for e in range(4) for p in projs}
+    names.add(f'{prefix}.0.mlp.router.weight')
+    names |= {f'{prefix}.1.mlp.{p}.weight' for p in projs}
+    return names
+
+
+def test_official_trainable_set_leaves_the_vision_tower_frozen():
+    algo = build(student_trainable=('mlp.', ))
+    trainable = {n for n, p in algo.student.named_parameters() if p.requires_grad}
+    expected = _expected_official_trainable(algo)
+    assert len(expected) == 12 + 1 + 3
+    assert trainable == expected
+    # the vision tower has `mlp.` parameters too (SigLIP's mlp.fc1/fc2): they stay frozen
+    vision_mlp = [n for n, _ in algo.student.named_parameters()
+                  if n.startswith('hf_model.vision_tower.') and '.mlp.fc1.' in n]
+    assert vision_mlp and not set(vision_mlp) & trainable
+    # the explicit layer scope is the same thing
+    again = build(student_trainable=('layers:mlp.', ))
+    assert {n for n, p in again.student.named_parameters() if p.requires_grad} == expected
+
+
+def test_trainable_scopes_add_parts_explicitly():
+    algo = build(student_trainable=('mlp.', 'projector:'))
+    trainable = {n for n, p in algo.student.named_parameters() if p.requires_grad}
+    projector = {f'hf_model.multi_modal_projector.linear_{i}.{w}' for i in (1, 2)
+                 for w in ('weight', 'bias')}
+    assert trainable == _expected_official_trainable(algo) | projector
+    # 'llm:lm_head' reaches outside the decoder layers, only when asked for
+    algo = build(student_trainable=('llm:lm_head', ))
+    assert {n for n, p in algo.student.named_parameters() if p.requires_grad} == {
+        'hf_model.language_model.lm_head.weight'}
+    # the vision scope is an explicit opt-in; parameters after vision_feature_layer stay frozen
+    algo = build(student_trainable=('vision_tower:embeddings.', ))
+    assert {n for n, p in algo.student.named_parameters() if p.requires_grad} == {
+        f'hf_model.vision_tower.vision_model.embeddings.{w}'
+        for w in ('patch_embedding.weight', 'patch_embedding.bias', 'position_embedding.weight')}
+    with pytest.raises(ValueError, match='never reach the output'):
+        build(student_trainable=('vision_tower:mlp.', ))  # only layer 0 (unused at layer -2)
+    with pytest.raises(ValueError, match=r"unknown scope 'decoder'.*'layers', 'llm'"):
+        build(student_trainable=('decoder:mlp.', ))
+    with pytest.raises(ValueError, match="matches no parameter of the 'layers' scope"):
+        build(student_trainable=('multi_modal_projector', ))  # not inside the decoder layers

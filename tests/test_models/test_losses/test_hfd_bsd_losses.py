@@ -209,3 +209,27 @@ def test_pixel_bsd_resizes_logits_to_labels():
     pl, pt = softmax([0.0, 1.0]), softmax([2.0, 0.0])
     kl = sum(pt[k] * math.log(pt[k] / pl[k]) for k in range(2))
     assert PixelBSDLoss()(learner, teacher, gt).item() == pytest.approx(kl, rel=1e-5)
+
+
+def test_pixel_selection_keeps_order_of_confident_students():
+    # Both right with true-class margins 20 (learner) and 25 (teacher): in float32 both
+    # softmax probabilities round to 1.0, but the teacher is more confident, so the pixel
+    # transfers from it (the comparison runs on log-probabilities).
+    def p_true(margin):  # float64: 1 / (1 + 2 exp(-margin)) for logits [margin, 0, 0]
+        return 1.0 / (1.0 + 2.0 * math.exp(-margin))
+    assert p_true(25.0) > p_true(20.0)
+    assert torch.softmax(torch.tensor([25.0, 0, 0]), 0)[0] == torch.softmax(torch.tensor([20.0, 0, 0]), 0)[0]
+    gt = torch.zeros(1, 1, 1, dtype=torch.long)
+    learner = torch.tensor([20.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    teacher = torch.tensor([25.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    assert pixel_selection(learner, teacher, gt, IGN).item() is True
+    assert pixel_selection(teacher, learner, gt, IGN).item() is False
+    assert pixel_selection(teacher, teacher.clone(), gt, IGN).item() is False  # a tie: neither
+    # the pixel transfers: the learner's non-target logits get dKL/dz = p_l - p_t (tau 1,
+    # one labelled pixel), about 2e-9 each (the KL itself, ~4e-9, is below float32's
+    # resolution of the target term, a genuinely negligible value)
+    learner.requires_grad_()
+    PixelBSDLoss()(learner, teacher, gt).backward()
+    p_l, p_t = softmax([20.0, 0.0, 0.0]), softmax([25.0, 0.0, 0.0])
+    got = learner.grad[0, 1:, 0, 0].tolist()
+    assert got == pytest.approx([p_l[k] - p_t[k] for k in (1, 2)], rel=1e-3)

@@ -117,3 +117,20 @@ def test_kto_pair_golden():
     terms = [1 - sig(beta * (x - zl)) for x in rw] + [1 - sig(beta * (zw - x)) for x in rl]
     got = KTOPairLoss(beta=beta)(*[torch.tensor(v) for v in (pc, pr, rc, rr)])
     assert got.item() == pytest.approx(sum(terms) / 4, abs=1e-6)
+
+
+def test_kto_pair_keeps_tiny_terms_of_large_log_ratios():
+    # beta * (r_w - z_l) = 30: 1 - sigmoid(30) rounds to 0 in float32; sigmoid(-30) does not.
+    beta = 1.0
+    pc, rc = torch.tensor([30.0, 30.0], requires_grad=True), torch.zeros(2)
+    pr, rr = torch.tensor([-30.0, -30.0]), torch.zeros(2)
+    # r_w = [30, 30], r_l = [-30, -30], z_w = 30, z_l = 0
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected = (2 * sig(-30.0) + 2 * sig(-60.0)) / 4
+    assert expected == pytest.approx(4.678e-14, rel=1e-3)
+    got = KTOPairLoss(beta=beta)(pc, pr, rc, rr)
+    assert got.item() == pytest.approx(expected, rel=1e-4)
+    got.backward()
+    # d/dpc_i of sigmoid(-(pc_i - z_l)) / 4 (the z_w path is of order sigmoid(-60))
+    grad = -sig(-30.0) * (1 - sig(-30.0)) / 4
+    assert pc.grad.tolist() == pytest.approx([grad, grad], rel=1e-3)

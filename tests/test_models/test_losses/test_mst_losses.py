@@ -156,3 +156,22 @@ def test_errors_name_the_argument():
         RoutedKDLoss()(torch.tensor(S), torch.tensor(T), torch.ones(3, 2))
     with pytest.raises(ValueError, match='2 weights for 3 teachers'):
         EnsembleKDLoss(weights=[1, 1])(torch.tensor(S), torch.tensor(T))
+
+
+def test_ensemble_kd_with_near_zero_mixture_and_zero_weight():
+    # Teacher mixture computed in log space: a class with a mixture probability far
+    # below 1e-12 and a teacher of weight 0 give the float64 golden value, finite grads.
+    s = torch.tensor([[4.0, 0.0, -3.0]], requires_grad=True)
+    t = torch.tensor([[[30.0, 0.0, -10.0], [25.0, 5.0, -12.0], [0.0, 0.0, 50.0]]])
+    weights = [1.0, 1.0, 0.0]
+    loss = EnsembleKDLoss(tau=1.0, weights=weights)(s, t)
+    probs = [softmax(t[0, e].tolist(), 1.0) for e in range(3)]
+    p_t = [sum(w / 2 * probs[e][c] for e, w in enumerate(weights)) for c in range(3)]
+    assert p_t[2] < 1e-15
+    expected = kl(p_t, softmax(s[0].tolist(), 1.0))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(s.grad).all()
+    # dL/ds = p_S - p_T (tau = 1, one sample)
+    p_s = softmax(s[0].tolist(), 1.0)
+    assert s.grad[0].tolist() == pytest.approx([a - b for a, b in zip(p_s, p_t)], abs=1e-6)
