@@ -13,3 +13,8 @@ __all__ += ['LlavaModel', 'LlavaDataPreprocessor', 'causal_lm_loss', 'next_token
 from .multi_optimizer_ddp import MultiOptimizerDataParallel  # noqa: E402
 
 __all__ += ['MultiOptimizerDataParallel']
+# issue 18: teachers from transformers and open_clip for vision (or text) students
+from .hf_vision import HFVisionModel  # noqa: E402
+from .open_clip_towers import OpenCLIPImageEncoder, OpenCLIPTextEncoder  # noqa: E402
+
+__all__ += ['HFVisionModel', 'OpenCLIPImageEncoder', 'OpenCLIPTextEncoder']
