@@ -144,8 +144,10 @@ def merge_model_cfg(base: dict, overrides: dict, key: str = 'architecture') -> d
     """
     if not overrides:
         return copy.deepcopy(dict(base))
-    merged = Config._merge_a_into_b(copy.deepcopy(_plain(overrides)),
-                                    copy.deepcopy(_plain(base)))
+    overrides = copy.deepcopy(_plain(overrides))
+    # mmengine honours _delete_ in nested dicts only; at the top it replaces the model
+    base = {} if overrides.pop('_delete_', False) else copy.deepcopy(_plain(base))
+    merged = Config._merge_a_into_b(overrides, base)
     if 'type' not in merged:
         raise KeyError(f'{key}: the overrides next to cfg_path removed the model type '
                        f'(keys after the merge: {sorted(merged)})')

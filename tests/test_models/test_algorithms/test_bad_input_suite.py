@@ -113,7 +113,12 @@ CASES = {
                               r"architecture\.cfg_path='nope\.py'"),
     'cfg_path unknown package config': (lambda: build(teacher=dict(cfg_path='mmkd::kd/nope.py')),
                                         FileNotFoundError, r'no such config'),
-    'cfg_path extra key': (lambda: build(teacher=dict(cfg_path='x.py', depth=3)), KeyError, r"unknown keys \['depth'\]"),
+    'cfg_path override drops type': (lambda: build(teacher=dict(
+        cfg_path='mmkd::kd/student_resnet18-w8_digits-10pct_demo.py', _delete_=True,
+        head=dict(num_classes=3))), KeyError, r'teacher: the overrides next to cfg_path removed the model type'),
+    'cfg_path override not a dict': (lambda: build(teacher=dict(
+        cfg_path='mmkd::kd/student_resnet18-w8_digits-10pct_demo.py', model_override=3)), TypeError,
+        r'teacher\.model_override must be a dict'),
     'architecture wrong type': (lambda: build(architecture=[1]), TypeError, r'architecture must be a model dict'),
     # --- hooks, connectors, data ----------------------------------------------------------------
     'weight hook decay half given': (lambda: __import__('mmkd.engine', fromlist=['x']).DistillLossWeightHook(
