@@ -75,6 +75,9 @@ def _tiny_llava(model: dict) -> None:
         part['text_config'] = dict(_LLM, model_type=text.get('model_type', 'qwen2'),
                                    hidden_size=width, intermediate_size=2 * width)
         part.pop('projector_ckpt', None)
+    for key in ('mimic_loss', 'mdist', 'rdist'):  # losses that name the vocabulary size
+        if isinstance(model.get(key), dict) and 'vocab_size' in model[key]:
+            model[key]['vocab_size'] = _LLM['vocab_size']
 
 
 def _tiny_mae(model: dict) -> None:
@@ -97,12 +100,51 @@ def _tiny_mae(model: dict) -> None:
     shrink(model)
 
 
+def _img_size(side: int) -> Callable[[dict], None]:
+    """Set every ViT ``img_size`` of the model to ``side`` (the position embeddings of
+    MAE-style ViTs are fixed to it; at 512 or 1024 a CPU step takes minutes)."""
+    def reduce(node) -> None:
+        if isinstance(node, dict):
+            if 'cfg_path' in node:  # inline the referenced model, so its ViT is reached
+                from mmkd.utils.model_builder import _drop_pretrained, load_model_cfg, merge_model_cfg
+                rest = {k: v for k, v in node.items() if k not in ('cfg_path', 'pretrained')}
+                scope = rest.pop('_scope_', None)
+                model_cfg, file_scope = load_model_cfg(node['cfg_path'])
+                merged = merge_model_cfg(model_cfg, dict(rest.pop('model_override', None) or {},
+                                                         **rest))
+                if not node.get('pretrained', False):
+                    _drop_pretrained(merged)
+                merged['_scope_'] = scope or merged.get('_scope_') or file_scope
+                node.clear()
+                node.update(merged)
+            if 'img_size' in node and isinstance(node['img_size'], (int, tuple, list)):
+                node['img_size'] = side
+            for value in node.values():
+                reduce(value)
+        elif isinstance(node, list):
+            for value in node:
+                reduce(value)
+    reduce.side = side
+    return reduce
+
+
 # pattern (fnmatch on the config's path relative to configs/) -> (reason, reducer)
 TINY: Dict[str, tuple] = {
     'llava_kd/*llava-5*.py': ('SigLIP-so400m + Qwen1.5-4B/1.8B', _tiny_llava),
     'llava_kd/*llava-6*.py': ('SigLIP-so400m + Qwen1.5-4B/1.8B', _tiny_llava),
     'llava_mod/*clip-l336-qwen2-7b*.py': ('CLIP-L/336 + Qwen2-7B/0.5B', _tiny_llava),
+    'g2sd/*upernet_mae-base-p16*512x512.py': ('MAE ViT-B teacher at 512x512 (1,024 tokens)',
+                                            _img_size(64)),
 }
+
+
+def tiny_size(config: str) -> Optional[int]:
+    """The input side a TINY reduction fixes (``_img_size``), else None."""
+    rel = _rel_config(config)
+    for pattern, (_, reducer) in TINY.items():
+        if fnmatch.fnmatch(rel, pattern):
+            return getattr(reducer, 'side', None)
+    return None
 
 
 def tiny_reason(config: str) -> Optional[str]:
@@ -460,8 +502,10 @@ def synthetic_batch(student: nn.Module, size: int, n: int = 2, seed: int = 0,
                                                  pad_shape=(size, size), scale_factor=(1.0, 1.0),
                                                  flip=False, flip_direction=None))
             label = torch.randint(0, classes, (1, size, size), generator=g)
-            # a band of ignored pixels, as real masks have (the head's ignore_index)
-            label[:, : max(1, size // 8)] = _ignore_index(student)
+            # a band of ignored pixels, as real masks have (the head's ignore_index);
+            # not with class-weighted losses, which index their weights by the label
+            if not any(getattr(m, 'class_weight', None) is not None for m in student.modules()):
+                label[:, : max(1, size // 8)] = _ignore_index(student)
             if labelled:
                 sample.gt_sem_seg = PixelData(data=label)
             samples.append(sample)
@@ -478,7 +522,7 @@ def _llava_of(model: nn.Module):
     return None
 
 
-def llava_batch(model: nn.Module, cfg, n: int = 2) -> dict:
+def llava_batch(model: nn.Module, cfg, n: int = 2, word_tokenizer: bool = False) -> dict:
     """Two shapes-VQA questions (with a rejected answer for preference stages), packed
     with the config's own tokenizer for the student's number of image tokens. The real
     LLaVA data (LlavaJsonDataset) needs the images and json files of the paper."""
@@ -491,13 +535,38 @@ def llava_batch(model: nn.Module, cfg, n: int = 2) -> dict:
     for step in pipeline:
         if isinstance(step, dict) and step.get('type') in ('PackVQAInputs', 'mmkd.PackVQAInputs'):
             tokenizer = step.get('tokenizer')
-    if tokenizer is None or (isinstance(tokenizer, dict) and 'pretrained' in str(tokenizer)):
+    if tokenizer is None or word_tokenizer:  # --tiny replaced the HF tokenizer of the towers
         tokenizer = dict(type='ChatWordTokenizer')
     tokenizer = tokenizer.to_dict() if hasattr(tokenizer, 'to_dict') else tokenizer
     size = _vit_img_size(student) or 32
     ds = ShapesVQADataset(split='train', num_images=2, img_size=size, pipeline=[dict(
         type='PackVQAInputs', tokenizer=tokenizer, num_image_tokens=student.num_image_tokens,
         with_preference=True)])
+    return pseudo_collate([ds[i] for i in range(n)])
+
+
+def _clip_of(model: nn.Module):
+    for candidate in (model, getattr(model, 'architecture', None)):
+        if type(candidate).__name__ == 'OpenCLIPModel':
+            return candidate
+    return None
+
+
+def clip_batch(model: nn.Module, cfg, n: int = 2) -> dict:
+    """Two embedded image-caption pairs, tokenized by the config's own tokenizer, at the
+    student tower's image size (the LAION/YFCC shards are the user's)."""
+    from mmengine.dataset import pseudo_collate
+
+    from mmkd.datasets import DigitsShapesCaptions
+    tokenizer = None
+    pipeline = (cfg.get('train_dataloader') or {}).get('dataset', {}).get('pipeline') or []
+    for step in pipeline:
+        if isinstance(step, dict) and str(step.get('type')).split('.')[-1] == 'TokenizeCaption':
+            tokenizer = step['tokenizer']
+    tokenizer = tokenizer.to_dict() if hasattr(tokenizer, 'to_dict') else tokenizer
+    size = _vit_img_size(_clip_of(model)) or 32
+    ds = DigitsShapesCaptions(split='train', img_size=size, num_shapes=(8, 4), pipeline=[
+        dict(type='TokenizeCaption', tokenizer=tokenizer), dict(type='PackImageText')])
     return pseudo_collate([ds[i] for i in range(n)])
 
 
@@ -510,6 +579,8 @@ def _ignore_index(model: nn.Module) -> int:
 def _vit_img_size(model: nn.Module) -> Optional[int]:
     for m in model.modules():
         img_size = getattr(m, 'img_size', None)
+        if img_size is None:
+            img_size = getattr(m, 'image_size', None)  # open_clip's towers
         if isinstance(img_size, (tuple, list)) and len(img_size) == 2:
             return int(img_size[0])
         if isinstance(img_size, int):
@@ -573,6 +644,8 @@ def teachers_of(model: nn.Module) -> Dict[str, nn.Module]:
             if isinstance(t, nn.Module):
                 out[attr] = t
     teachers = getattr(model, 'teachers', None)
+    if getattr(model, 'cotrain_teachers', False):
+        return out  # MST-Distill's stage 1 trains its teachers: they are learners here
     if isinstance(teachers, dict):
         out.update({f'teachers.{k}': v for k, v in teachers.items() if isinstance(v, nn.Module)})
     elif isinstance(teachers, nn.ModuleDict) and not getattr(model, 'cotrain_teachers', False):
@@ -736,6 +809,21 @@ def _shrink_preprocessor(model: nn.Module, size: int) -> None:
                         aug.size = (size, size)
 
 
+def _shrink_zero_shot(model: nn.Module, classes: int = 4, templates: int = 2) -> List[str]:
+    """Zero-shot predict encodes classes x templates prompts (ImageNet: 1000 x 80 text
+    forwards); the dry run keeps the first few of each."""
+    notes = []
+    for name, module in model.named_modules():
+        prompts = getattr(module, 'zero_shot', None)
+        if isinstance(prompts, list) and prompts and isinstance(prompts[0], list):
+            if len(prompts) > classes or len(prompts[0]) > templates:
+                notes.append(f'{name or "model"}.zero_shot: {len(prompts)} classes x '
+                             f'{len(prompts[0])} prompts -> {classes} x {templates}')
+                module.zero_shot = [p[:templates] for p in prompts[:classes]]
+                module._class_embed = None
+    return notes
+
+
 def _plain_student(model_cfg: dict, name: str) -> nn.Module:
     from mmkd.utils.model_builder import build_task_model
     if name == 'architecture':
@@ -785,7 +873,8 @@ def _dry_run(config, tiny, size, cfg_options, batch_fn) -> Report:
     report = Report(config=config)
     model, model_cfg, report.dropped = build_model(cfg, tiny=tiny, config=config)
     students = student_of(model)
-    size = size or DEFAULT_SIZE[task_of(next(iter(students.values())))]
+    report.dropped += _shrink_zero_shot(model)
+    size = size or (tiny and tiny_size(config)) or DEFAULT_SIZE[task_of(next(iter(students.values())))]
     _shrink_preprocessor(model, size)
     teachers = teachers_of(model)
     report.declared = declared_terms(model)
@@ -803,8 +892,11 @@ def _dry_run(config, tiny, size, cfg_options, batch_fn) -> Report:
     elif _modal_shapes(cfg, config) is not None and embedded_batch(cfg) is None:
         data = multimodal_batch(model, cfg, config)
         report.batch_source = 'synthetic multi-modal batch (shapes of MODAL_SHAPES)'
+    elif _clip_of(model) is not None and embedded_batch(cfg) is None:
+        data = clip_batch(model, cfg)
+        report.batch_source = '2 image-caption pairs of DigitsShapesCaptions at the tower size'
     elif _llava_of(model) is not None:
-        data = llava_batch(model, cfg)
+        data = llava_batch(model, cfg, word_tokenizer=tiny)
         report.batch_source = '2 questions of ShapesVQADataset, packed for this tower'
     else:
         data = embedded_batch(cfg)
