@@ -58,3 +58,59 @@ def test_config_builds_and_trains_one_step(config):
         for term in report.declared:
             assert term_logged(term, report.log_vars), (term, sorted(report.log_vars))
         assert report.converted_tensors > 0
+
+
+DEMO = 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
+
+
+def _child(tmp_path, body):
+    path = tmp_path / 'bad_pair.py'
+    path.write_text(f"_base_ = [{osp.join(ROOT, DEMO)!r}]\n" + body)
+    return str(path)
+
+
+def test_a_config_that_cannot_build_names_file_key_path_and_valid_values(tmp_path):
+    from tools.analysis_tools.dry_run import ConfigBuildError, dry_run
+    bad = _child(tmp_path, "model = dict(distiller=dict(loss_forward_mappings=dict(loss_kd=dict("
+                           "preds_S=dict(recorder='logitz')))))\n")
+    with pytest.raises(ConfigBuildError) as err:
+        dry_run(bad)
+    text = str(err.value)
+    assert text.startswith(bad)
+    assert "model.distiller.loss_forward_mappings.loss_kd.preds_S.recorder='logitz'" in text
+    assert "declared: ['logits']" in text
+
+
+def test_dry_run_cli_reports_and_leaves_no_files(tmp_path, monkeypatch, capsys):
+    from tools.analysis_tools import dry_run as tool
+    monkeypatch.chdir(tmp_path)
+    before = {p for p in glob.glob(osp.join(ROOT, '**'), recursive=True)
+              if not p.startswith(osp.join(ROOT, '.venv'))}
+    assert tool.main([osp.join(ROOT, DEMO)]) == 0
+    out = capsys.readouterr().out
+    assert 'distill.loss_kd' in out and 'preds_S: (2, 10)' in out and 'preds_T: (2, 10)' in out
+    assert "teacher teacher: " in out and "stopped after 'head.fc'" in out
+    assert 'random init: dropped model.teacher_ckpt=' in out and out.rstrip().endswith('OK')
+    bad = _child(tmp_path, "model = dict(distiller=dict(distill_losses=dict(loss_kd=dict(tau=0))))\n")
+    assert tool.main([bad]) == 2
+    assert 'tau' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad_pair.py']  # nothing written here
+    after = {p for p in glob.glob(osp.join(ROOT, '**'), recursive=True)
+             if not p.startswith(osp.join(ROOT, '.venv'))}
+    assert after == before  # nor in the repository
+
+
+def test_dry_run_suggests_a_connector_for_mismatched_shapes(tmp_path):
+    from tools.analysis_tools.dry_run import dry_run
+    # FitNet on the backbone's last stage: student 64 channels, teacher 256 (widths 8 / 32)
+    bad = _child(tmp_path, (
+        "model = dict(distiller=dict(\n"
+        "    student_recorders=dict(feat=dict(type='ModuleOutputs', source='backbone.layer4')),\n"
+        "    teacher_recorders=dict(feat=dict(type='ModuleOutputs', source='backbone.layer4')),\n"
+        "    distill_losses=dict(_delete_=True, loss_hint=dict(type='L2Loss')),\n"
+        "    loss_forward_mappings=dict(_delete_=True, loss_hint=dict(\n"
+        "        s_feature=dict(from_student=True, recorder='feat'),\n"
+        "        t_feature=dict(from_student=False, recorder='feat')))))\n"))
+    report = dry_run(bad)
+    assert report.problems == ['a loss received tensors of different shapes']
+    assert 'ConvConnector with in_channels=64, out_channels=256' in report.suggestions[0]

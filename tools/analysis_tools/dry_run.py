@@ -699,6 +699,28 @@ def trainable_counts(model: nn.Module) -> Dict[str, int]:
     return counts
 
 
+# where the keys an error names live in the config (distiller keys under model.distiller)
+_KEY_ROOTS = {
+    'loss_forward_mappings.': 'model.distiller.', 'distill_losses.': 'model.distiller.',
+    'connectors.': 'model.distiller.', 'student_recorders': 'model.distiller.',
+    'teacher_recorders': 'model.distiller.', 'architecture': 'model.', 'teacher': 'model.',
+    'students.': 'model.',
+}
+
+
+class ConfigBuildError(RuntimeError):
+    """A config whose model does not build: names the file and the full key path."""
+
+    def __init__(self, config: str, err: Exception) -> None:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        for root, prefix in _KEY_ROOTS.items():
+            if text.startswith(root):
+                text = prefix + text
+                break
+        self.config, self.original = config, err
+        super().__init__(f'{config}: the model does not build ({type(err).__name__}): {text}')
+
+
 @dataclass
 class Report:
     config: str
@@ -871,7 +893,10 @@ def _dry_run(config, tiny, size, cfg_options, batch_fn) -> Report:
     if tiny is None:
         tiny = tiny_reason(config) is not None
     report = Report(config=config)
-    model, model_cfg, report.dropped = build_model(cfg, tiny=tiny, config=config)
+    try:
+        model, model_cfg, report.dropped = build_model(cfg, tiny=tiny, config=config)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as err:
+        raise ConfigBuildError(config, err) from err
     students = student_of(model)
     report.dropped += _shrink_zero_shot(model)
     size = size or (tiny and tiny_size(config)) or DEFAULT_SIZE[task_of(next(iter(students.values())))]
@@ -1013,7 +1038,11 @@ def main(argv=None) -> int:
         ns = argparse.Namespace()
         DictAction(option_strings=[], dest='o')(parser, ns, args.cfg_options)
         options = ns.o
-    report = dry_run(args.config, tiny=args.tiny, size=args.size, cfg_options=options)
+    try:
+        report = dry_run(args.config, tiny=args.tiny, size=args.size, cfg_options=options)
+    except (ConfigBuildError, FileNotFoundError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     print('\n'.join(report.lines()))
     return 0 if not report.problems else 1
 
