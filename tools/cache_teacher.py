@@ -60,6 +60,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    from mmkd.utils.model_builder import resolve_relative_cfg_paths
+    resolve_relative_cfg_paths(cfg)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     dataset_cfg = cfg.train_dataloader.dataset
     draws, seed = args.draws or 1, 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
 import torch
@@ -28,6 +28,75 @@ class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds pickled objects outside the allow-list."""
 
 
+class CheckpointNotFoundError(FileNotFoundError):
+    """A checkpoint named by a config key or argument does not exist."""
+
+
+class CheckpointFileError(ValueError):
+    """A file given as a checkpoint cannot be one: empty, truncated, text, no state dict.
+
+    The message names the config key or argument the file came from and the file.
+    """
+
+
+def named(key: Optional[str], path: str, origin: Optional[str] = None) -> str:
+    """``teacher_ckpt='x.pth'`` / ``--resume='x.pth'``: how errors name a file and its key.
+
+    ``origin``: the URL ``path`` was downloaded from, named first.
+    """
+    if origin:
+        return f'{key}={origin!r} (downloaded to {path!r})' if key else (
+            f'{origin!r} (downloaded to {path!r})')
+    return f'{key}={path!r}' if key else repr(path)
+
+
+_ZIP_MAGIC = b'PK\x03\x04'
+_PICKLE_PROTO = 0x80  # first byte of a pickle (protocol >= 2): torch's legacy format
+
+
+def check_checkpoint_file(path: str, key: Optional[str] = None,
+                          origin: Optional[str] = None) -> None:
+    """Fail early, naming ``key`` and ``path``, on a file that cannot be a checkpoint.
+
+    Checks what torch would otherwise report obscurely: a missing file or a folder,
+    an empty file (``EOFError``), a truncated zip ("failed finding central
+    directory"), and a file in no torch format at all, e.g. text or json
+    (``KeyError: 101`` or an unpickling error).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointFileError: anything else above.
+    """
+    import zipfile
+    shown = named(key, path, origin)
+    if not osp.exists(path):
+        raise CheckpointNotFoundError(f'{shown} does not exist')
+    if osp.isdir(path):
+        raise CheckpointFileError(f'{shown} is a directory, not a checkpoint file; pass the '
+                                  '.pth file itself (e.g. work_dirs/NAME/iter_N.pth)')
+    size = osp.getsize(path)
+    if size == 0:
+        raise CheckpointFileError(
+            f'{shown} is empty (0 bytes), not a checkpoint: an interrupted copy, download or '
+            'save? Pass a complete .pth file (e.g. the one named in work_dirs/NAME/last_checkpoint).')
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointFileError(
+                f'{shown} is truncated or corrupt ({size} bytes; torch\'s zip archive has no '
+                'end record): an interrupted copy, download or save? Pass a complete checkpoint.')
+        return
+    if head[0] == _PICKLE_PROTO:
+        return
+    text = head.decode('utf-8', errors='replace')
+    looks = ('text' if all(c.isprintable() or c.isspace() for c in text) else 'binary data')
+    raise CheckpointFileError(
+        f'{shown} is not a PyTorch checkpoint: it is {looks} in neither torch.save format '
+        f'(zip archive or pickle; it starts with {head[:16]!r}). Pass a .pth file written by '
+        'torch.save / an mmengine run (e.g. work_dirs/NAME/iter_N.pth).')
+
+
 def _opt_in_hint() -> str:
     return ('If you trust the file, opt in explicitly: `teacher_ckpt_trusted=True` in the model '
             f'config for a `teacher_ckpt`, the environment variable {TRUST_ENV}=1 for `load_from`, '
@@ -37,7 +106,7 @@ def _opt_in_hint() -> str:
 
 
 def safe_torch_load(path: str, map_location: Optional[str] = 'cpu', trusted: bool = False,
-                    origin: Optional[str] = None) -> dict:
+                    origin: Optional[str] = None, key: Optional[str] = None) -> dict:
     """``torch.load(weights_only=True)`` with mmengine's types allow-listed.
 
     A checkpoint whose pickle references anything else (a function that would run
@@ -51,6 +120,8 @@ def safe_torch_load(path: str, map_location: Optional[str] = 'cpu', trusted: boo
             (``weights_only=False``) for a file you trust.
         origin (str, optional): where ``path`` came from (the URL it was downloaded
             from); named in the error together with ``path``.
+        key (str, optional): the config key or argument ``path`` came from
+            (``teacher_ckpt``, ``load_from``, ``--resume``, ...), named in errors.
 
     Returns:
         dict: the loaded checkpoint.
@@ -58,20 +129,51 @@ def safe_torch_load(path: str, map_location: Optional[str] = 'cpu', trusted: boo
     Raises:
         UnsafeCheckpointError: the file holds objects outside the allow-list; the
             message names the file (and URL) and the opt-ins for a trusted file.
+        CheckpointFileError: the file is empty, truncated, corrupt or no torch file
+            (see :func:`check_checkpoint_file`); the message names ``key`` and the file.
     """
+    shown = named(key, path, origin)
+    check_checkpoint_file(path, key, origin)
     if trusted:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return _load_or_explain(path, map_location, False, shown)
     from .compat import allow_mmengine_checkpoint_globals
     allow_mmengine_checkpoint_globals()
+    return _load_or_explain(path, map_location, True, shown)
+
+
+def _is_unsafe_refusal(err: BaseException) -> bool:
+    """Whether torch's weights_only unpickler refused the file's pickle.
+
+    It refuses a global outside the allow-list ("unsupported GLOBAL posix.system",
+    "Unsupported global: GLOBAL ...") or an opcode it does not run ("Unsupported
+    operand 180", a crafted pickle or a corrupted one); mmkd's restricted ``getattr``
+    refuses everything but HistoryBuffer's statistics. Nothing of the file ran.
+    """
+    text = str(err)
+    return ('GLOBAL' in text or 'Unsupported global' in text or 'Unsupported operand' in text
+            or 'which mmkd does not allow' in text)
+
+
+def _load_or_explain(path: str, map_location, weights_only: bool, shown: str):
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError with the offending global
-        if 'weights_only' in str(err) or 'Unsupported global' in str(err) or 'Unpickl' in type(err).__name__:
-            shown = f'{origin!r} (downloaded to {path!r})' if origin else repr(path)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as err:
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        lines = lines or [type(err).__name__]
+        if weights_only and _is_unsafe_refusal(err):
+            detail = next((line for line in lines if 'GLOBAL' in line or 'Unsupported' in line
+                           or 'mmkd' in line), lines[-1])
+            maybe = (' (or a corrupted pickle)' if 'operand' in detail else '')
             raise UnsafeCheckpointError(
                 f'refusing to load {shown}: it holds pickled objects outside the allow-list '
-                f'of data types ({str(err).splitlines()[0][:300]}); nothing in it was run. '
+                f'of data types{maybe} ({detail[:300]}); nothing in it was run. '
                 + _opt_in_hint()) from None
+        if isinstance(err, (EOFError, RuntimeError, KeyError, ValueError, IndexError,
+                            AttributeError, TypeError)) or 'Unpickl' in type(err).__name__:
+            raise CheckpointFileError(
+                f'{shown} is truncated or corrupt: torch cannot read it ({type(err).__name__}: '
+                f'{lines[0][:300]}). Pass a complete checkpoint written by torch.save / an '
+                'mmengine run.') from None
         raise
 
 
@@ -167,6 +269,29 @@ def load_from_http_safe(filename: str, map_location: Optional[str] = None,
     return safe_torch_load(local, map_location=map_location, trusted=trusted, origin=filename)
 
 
+def state_dict_of(ckpt: object, shown: str) -> Dict[str, torch.Tensor]:
+    """The state dict of a loaded checkpoint: its ``state_dict`` entry, or itself.
+
+    Raises:
+        CheckpointFileError: it holds no dict of tensors (e.g. a bare tensor, a list, a
+            dict of numbers); the message names ``shown`` (key and file) and what it holds.
+    """
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    if isinstance(state, dict) and state and any(torch.is_tensor(v) for v in state.values()):
+        return state
+    if isinstance(ckpt, dict):
+        what = f'a dict with keys {sorted(map(str, ckpt))[:10]}'
+        if 'state_dict' in ckpt:
+            inner = ckpt['state_dict']
+            size = len(inner) if hasattr(inner, '__len__') else '?'
+            what += f' whose state_dict is a {type(inner).__name__} with {size} entries'
+        what += ' and no tensors'
+    else:
+        what = f'a {type(ckpt).__name__}'
+    raise CheckpointFileError(f'{shown} holds no model weights: it is {what}, not a checkpoint '
+                              "(a dict of tensors, or a dict with a 'state_dict' of tensors)")
+
+
 def load_state_dict_file(path: str, key: str = 'teacher_ckpt',
                          trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Load a checkpoint (local path or URL, cached by torch hub) safely; return its state dict.
@@ -178,15 +303,22 @@ def load_state_dict_file(path: str, key: str = 'teacher_ckpt',
 
     Returns:
         dict: the ``state_dict`` entry of the checkpoint, or the checkpoint itself.
+
+    Raises:
+        FileNotFoundError, CheckpointFileError, UnsafeCheckpointError: named after
+            ``key`` and the file.
     """
     local = resolve_checkpoint_file(path)
-    if not osp.isfile(local):
-        raise FileNotFoundError(f'{key}={local!r} does not exist')
-    ckpt = safe_torch_load(local, trusted=trusted, origin=path if is_url(path) else None)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    if not isinstance(state, dict):
-        raise TypeError(f'{key}={path!r} holds no state dict')
-    return state
+    origin = path if is_url(path) else None
+    ckpt = safe_torch_load(local, trusted=trusted, origin=origin, key=key)
+    return state_dict_of(ckpt, named(key, local, origin))
+
+
+def _shape_mismatches(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
+    own = model.state_dict()
+    return [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+            for k, v in state.items()
+            if k in own and torch.is_tensor(v) and tuple(v.shape) != tuple(own[k].shape)]
 
 
 def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt',
@@ -196,6 +328,12 @@ def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt
 
     An mmkd distillation checkpoint stores the student under ``architecture.``; when
     a teacher is itself a previously distilled student, that prefix is stripped.
+
+    Raises:
+        RuntimeError: the file does not fit the teacher: tensors of other shapes (a
+            checkpoint of another model), missing or unexpected keys (unless
+            ``strict=False``), or no tensor at all that fits; the message names ``key``,
+            the file, the counts and the first offending keys.
     """
     state = load_state_dict_file(path, key, trusted=trusted)
     if prefix is None and any(k.startswith('architecture.') for k in state):
@@ -203,11 +341,32 @@ def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    missing, unexpected = teacher.load_state_dict(state, strict=False)
+    own = teacher.state_dict()
+    shapes = _shape_mismatches(teacher, state)
+    matched = [k for k in state if k in own] if not shapes else []
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+
+    def listed(keys):
+        return f'{len(keys)} {keys[:10]}{"..." if len(keys) > 10 else ""}'
+
+    where = f'{key}={path!r} does not match the teacher ({type(teacher).__name__}, {len(own)} tensors)'
+    if shapes:
+        raise RuntimeError(
+            f'{where}: {len(shapes)} tensors have other shapes, e.g. {shapes[:5]}. It is a '
+            'checkpoint of another model (another depth, width or number of classes): pass '
+            "the teacher's own checkpoint, or change `teacher` to the model it was trained "
+            f'with. (Also {len(missing)} missing and {len(unexpected)} unexpected keys.)')
+    if not matched:
+        raise RuntimeError(
+            f'{where}: none of its {len(state)} tensors has a name of the teacher (e.g. file '
+            f'{sorted(state)[:5]} vs teacher {list(own)[:5]}). It is a checkpoint of another '
+            'model or has other key prefixes; even with teacher_ckpt_strict=False a teacher '
+            'with random weights is not loaded.')
+    teacher.load_state_dict(state, strict=False)
     if missing or unexpected:
-        msg = (f'{key}={path!r} does not match the teacher: {len(missing)} missing keys '
-               f'{missing[:10]}{"..." if len(missing) > 10 else ""}, {len(unexpected)} unexpected '
-               f'keys {unexpected[:10]}{"..." if len(unexpected) > 10 else ""}')
+        msg = f'{where}: {len(missing)} missing keys {listed(missing).split(" ", 1)[1]}, ' \
+              f'{len(unexpected)} unexpected keys {listed(unexpected).split(" ", 1)[1]}'
         if strict:
             raise RuntimeError(msg + '. Set teacher_ckpt_strict=False to load it anyway.')
         from mmengine.logging import print_log

@@ -89,3 +89,19 @@ def test_absolute_and_package_paths_are_left_alone(tmp_path, student_file):
     assert cfg.model.a.cfg_path == str(student_file)
     assert cfg.model.b.cfg_path == 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
     assert osp.isabs(cfg.model.a.cfg_path)
+
+
+def test_tools_train_resolves_relative_cfg_path(tmp_path, student_file, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'mmkd_train_tool', osp.join(osp.dirname(__file__), '..', '..', 'tools', 'train.py'))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    child = tmp_path / 'configs' / 'pair.py'
+    child.parent.mkdir()
+    child.write_text("model = dict(type='SingleTeacherDistill', "
+                     "architecture=dict(cfg_path='../models/student.py'))\n"
+                     "train_dataloader = dict()\n")
+    monkeypatch.chdir(tmp_path / 'models')  # anywhere but next to the config
+    cfg = train.build_cfg(train.parse_args([str(child), '--work-dir', str(tmp_path / 'w')]))
+    assert cfg.model.architecture.cfg_path == str(student_file)

@@ -23,7 +23,7 @@ def teacher_file(path, seed):
 
 
 def losses(log):
-    rows = re.findall(r'Iter\(train\) \[\s*(\d+)/\d+\].*?loss: ([\d.]+)\s+distill\.loss_kd: ([\d.]+)', log)
+    rows = re.findall(r'Iter\(train\) \[\s*(\d+)/\d+\].*?\sloss: ([\d.]+).*?distill\.loss_kd: ([\d.]+)', log)
     return {int(i): (float(a), float(b)) for i, a, b in rows}
 
 

@@ -34,6 +34,8 @@ def load_config(config: str, cfg_options: Optional[dict] = None, teacher_ckpt: O
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    from mmkd.utils.model_builder import resolve_relative_cfg_paths
+    resolve_relative_cfg_paths(cfg)
     if teacher_ckpt is not None:
         cfg.model.teacher_ckpt = None if teacher_ckpt.lower() == 'none' else teacher_ckpt
     ckpt = cfg.model.get('teacher_ckpt')

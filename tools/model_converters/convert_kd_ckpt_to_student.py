@@ -12,10 +12,8 @@ Usage::
     python tools/model_converters/convert_kd_ckpt_to_student.py IN.pth OUT.pth --student vit
 """
 import argparse
-import os
 import os.path as osp
 import sys
-import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -32,19 +30,42 @@ def convert(state_dict: dict, prefix: str = 'architecture.') -> dict:
 
 
 def atomic_torch_save(obj, path: str) -> None:
-    """Write to a temp file in the same directory, then rename: never a half file."""
-    import torch
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.pth')
+    """Write to a temp file in the same directory, then rename: never a half file.
+
+    The file gets the process umask's permissions, like ``torch.save(obj, path)``
+    (:func:`mmkd.engine.atomic_torch_save`).
+    """
+    from mmkd.engine.atomic_backend import atomic_torch_save as save
+    save(obj, path)
+
+
+def student_state(info, prefix: str = 'architecture.', student=None) -> dict:
+    """The student's tensors of a checkpoint read by ``mmkd.utils.checkpoint_kinds``.
+
+    Refuses, naming the file and what it holds, a checkpoint that is already a plain
+    task model or a converted student (nothing to convert), one with several students
+    and no ``--student``, and an unknown ``--student``.
+    """
+    if student is not None:
+        if info.kind != 'multi_student':
+            raise ValueError(f'--student {student!r}: {info.shown} is {info.describe()}, which '
+                             'holds one student, not several; drop --student')
+        if student not in info.students:
+            raise ValueError(f'--student {student!r} is not in {info.shown}; its students are '
+                             f'{info.students}')
+        prefix = f'students.{student}.'
+    elif info.kind == 'multi_student' and prefix == 'architecture.':
+        raise ValueError(f'{info.shown} is {info.describe()}: pass --student NAME, one of '
+                         f'{info.students}')
+    elif info.kind in ('task_model', 'converted_student') and prefix == 'architecture.':
+        raise ValueError(
+            f'{info.shown} is {info.describe()}: the task package (and tools/test.py) loads it '
+            'as it is; there is nothing to convert. Pass an mmkd distillation checkpoint (e.g. '
+            'work_dirs/NAME/iter_N.pth).')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+        return convert(info.state, prefix)
+    except ValueError as err:
+        raise ValueError(f'{info.shown}: {err}') from None
 
 
 def main(argv=None):
@@ -57,15 +78,15 @@ def main(argv=None):
                         help='for algorithms with several students (e.g. CollaborativeDistill: '
                         'cnn or vit): extract students.<STUDENT>. (overrides --prefix)')
     args = parser.parse_args(argv)
-    if args.student:
-        args.prefix = f'students.{args.student}.'
-    from mmkd.utils.checkpoint import safe_torch_load
-    if not osp.isfile(args.src):
-        raise SystemExit(f'error: {args.src!r} does not exist')
-    ckpt = safe_torch_load(args.src)
-    state = ckpt.get('state_dict', ckpt)
-    student = convert(state, args.prefix)
-    meta = dict(ckpt.get('meta', {}) or {})
+    from mmkd.utils.checkpoint import CheckpointFileError, UnsafeCheckpointError
+    from mmkd.utils.checkpoint_kinds import read_checkpoint
+    try:
+        info = read_checkpoint(args.src, 'src')
+        student = student_state(info, args.prefix if not args.student else 'architecture.',
+                                args.student)
+    except (FileNotFoundError, CheckpointFileError, UnsafeCheckpointError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None
+    meta = dict(info.meta)
     out_meta = {k: meta[k] for k in ('epoch', 'iter', 'seed', 'dataset_meta', 'mmengine_version')
                 if k in meta}
     out_meta['converted_from'] = osp.basename(args.src)
@@ -74,4 +95,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmkd.engine.runner_checkpoints import run_cli
+    run_cli(main)

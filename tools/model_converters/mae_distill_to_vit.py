@@ -141,16 +141,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from convert_kd_ckpt_to_student import atomic_torch_save  # same folder
 
-    from mmkd.utils.checkpoint import safe_torch_load
-    if not osp.isfile(args.src):
-        raise SystemExit(f'error: {args.src!r} does not exist')
-    ckpt = safe_torch_load(args.src)
-    state = ckpt.get('state_dict', ckpt)
+    from mmkd.utils.checkpoint import CheckpointFileError, UnsafeCheckpointError
+    from mmkd.utils.checkpoint_kinds import read_checkpoint
     try:
-        out = convert(state, final_norm=not args.no_final_norm, out_type=args.out_type,
+        info = read_checkpoint(args.src, 'src')
+    except (FileNotFoundError, CheckpointFileError, UnsafeCheckpointError) as err:
+        raise SystemExit(f'error: {err}') from None
+    try:
+        out = convert(info.state, final_norm=not args.no_final_norm, out_type=args.out_type,
                       distilled=args.distilled, fmt=args.format, seed=args.seed)
     except ValueError as err:
-        raise SystemExit(f'error: {err}') from None
+        raise SystemExit(f'error: src={args.src!r}: {err}') from None
     meta = {'converted_from': osp.basename(args.src), 'format': args.format,
             'final_norm': not args.no_final_norm, 'out_type': args.out_type,
             'distilled': args.distilled}
@@ -159,4 +160,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmkd.engine.runner_checkpoints import run_cli
+    run_cli(main)

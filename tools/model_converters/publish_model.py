@@ -24,17 +24,23 @@ def main(argv=None):
     parser.add_argument('dst', help='output path; the hash is added before .pth')
     parser.add_argument('--keep-distiller', action='store_true',
                         help='keep the whole algorithm state dict (connectors included)')
+    parser.add_argument('--student', default=None,
+                        help='a checkpoint with several students (CollaborativeDistill): the '
+                        'one to publish')
     args = parser.parse_args(argv)
-    from convert_kd_ckpt_to_student import atomic_torch_save, convert
+    from convert_kd_ckpt_to_student import atomic_torch_save, student_state
 
-    from mmkd.utils.checkpoint import safe_torch_load
-    if not osp.isfile(args.src):
-        raise SystemExit(f'error: {args.src!r} does not exist')
-    ckpt = safe_torch_load(args.src)
-    state = ckpt.get('state_dict', ckpt)
-    if not args.keep_distiller and any(k.startswith('architecture.') for k in state):
-        state = convert(state)
-    meta = {k: v for k, v in (ckpt.get('meta') or {}).items()
+    from mmkd.utils.checkpoint import CheckpointFileError, UnsafeCheckpointError
+    from mmkd.utils.checkpoint_kinds import read_checkpoint
+    try:
+        info = read_checkpoint(args.src, 'src')
+        state = info.state
+        if not args.keep_distiller and (info.kind in ('distillation', 'multi_student')
+                                        or args.student):
+            state = student_state(info, student=args.student)
+    except (FileNotFoundError, CheckpointFileError, UnsafeCheckpointError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None
+    meta = {k: v for k, v in info.meta.items()
             if k in ('epoch', 'iter', 'mmengine_version', 'dataset_meta', 'seed')}
     tmp = args.dst + '.unhashed'
     atomic_torch_save({'state_dict': state, 'meta': meta}, tmp)
@@ -48,4 +54,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmkd.engine.runner_checkpoints import run_cli
+    run_cli(main)

@@ -164,4 +164,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmkd.engine.runner_checkpoints import run_cli
+    run_cli(main)

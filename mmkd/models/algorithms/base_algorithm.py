@@ -57,6 +57,17 @@ class BaseAlgorithm(BaseModel):
         if data_preprocessor is None:
             data_preprocessor = getattr(student, 'data_preprocessor', None)
         elif isinstance(data_preprocessor, dict):
+            if 'type' not in data_preprocessor:
+                # mmengine's Runner hands a config's top-level `data_preprocessor` (e.g.
+                # mmpretrain's ImageNet base: num_classes, mean/std, Mixup/CutMix) to the
+                # model; without a type it means the student's own preprocessor class
+                # with these arguments, as mmpretrain's classifiers read it.
+                own = getattr(student, 'data_preprocessor', None)
+                if own is None:
+                    raise KeyError(f'data_preprocessor={dict(data_preprocessor)!r} has no '
+                                   "'type' and the student has no data preprocessor to "
+                                   'take it from; give its type')
+                data_preprocessor = dict(data_preprocessor, type=type(own).__name__)
             # Build in the student's scope: the type is usually the task package's
             # (e.g. SegDataPreProcessor), and the current scope is 'mmkd' here.
             data_preprocessor = build_in_scope(data_preprocessor, self.student_scope)
@@ -116,6 +127,29 @@ class BaseAlgorithm(BaseModel):
             f'{type(self).__name__}: distillation is stopped (distillation_stopped=True, set '
             'by StopDistillHook) and the step has no task loss left to train on (got '
             f'{sorted(losses)}); set calculate_student_loss=True or remove StopDistillHook')
+
+    #: What a task loss named exactly ``loss`` (mmpretrain's classification heads, MAE)
+    #: is logged as: the first free name of these.
+    RENAMED_TASK_LOSS = ('loss_cls', 'student.loss')
+
+    def parse_losses(self, losses: Dict) -> tuple:
+        """mmengine's ``parse_losses``, with a task loss named ``loss`` renamed first.
+
+        mmengine logs the total as ``loss`` and then each term under its own name; a
+        term named exactly ``loss`` (mmpretrain's ``ClsHead`` returns
+        ``{'loss': ...}``) overwrote the total in the log, so the logged ``loss`` was
+        the classifier's alone while the sum with the distillation terms was
+        backpropagated. That term is logged as ``loss_cls`` (``student.loss`` if
+        ``loss_cls`` is taken); the logged ``loss`` is then the backpropagated sum.
+        """
+        if 'loss' in losses:
+            new = next((n for n in self.RENAMED_TASK_LOSS if n not in losses), None)
+            if new is None:
+                raise KeyError(f'{type(self).__name__}: the losses hold a term named "loss", '
+                               'which would hide the logged total, and every name it could be '
+                               f'logged as {self.RENAMED_TASK_LOSS} is taken: {sorted(losses)}')
+            losses = {(new if k == 'loss' else k): v for k, v in losses.items()}
+        return super().parse_losses(losses)
 
     def forward(self,
                 inputs: torch.Tensor,
