@@ -83,6 +83,10 @@ def main(argv=None):
     parent = osp.dirname(osp.abspath(args.out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix='.cache-tmp-')
+    # mkdtemp makes it 0o700; the finished cache follows the umask like any directory
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     manifest = dict(version=1, sources=sources, draws=draws, seed=seed, dtype=args.dtype,
                     topk=args.topk or None, num_samples=len(dataset), shards=[],
                     num_classes={}, config=osp.basename(args.config),

@@ -435,7 +435,9 @@ def ensure_shapes(out_dir: str, force: bool = False, **kwargs) -> dict:
     tmp = tempfile.mkdtemp(prefix=f'.{name}.tmp-', dir=parent)
     try:
         meta = generate_shapes(tmp, **defaults)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        umask = os.umask(0)  # mkdtemp makes it 0o700; follow the umask instead
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         if not force and _is_complete(out_dir, _read_meta(out_dir), params):
             return _read_meta(out_dir)  # another process finished first (same bytes)
         old = None
