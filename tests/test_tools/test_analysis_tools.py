@@ -1,5 +1,6 @@
 """Analysis tools: linear CKA against an independent formula, and every picture on a demo
 work dir (a FitNet+KD digits run of 2 iterations) or on models with random weights."""
+import glob
 import importlib.util
 import json
 import os.path as osp
@@ -86,6 +87,66 @@ def test_linear_cka_golden_values():
         cka.linear_cka(torch.zeros(3, 2), torch.zeros(4, 2))
 
 
+def test_cka_chance_level_golden_value():
+    """Centred 1-D features have rank-1 Gram matrices (effective dimension 1), so the chance
+    level is 1 / (n - 1) whatever the values: 0.5 for 3 samples."""
+    cka = load_tool('feature_cka')
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    y = torch.tensor([[5.0], [-1.0], [0.5]])
+    k, gram_l = cka.centered_gram(x), cka.centered_gram(y)
+    assert cka.effective_dim(k) == pytest.approx(1.0, abs=1e-12)
+    assert cka.chance_cka(k, gram_l) == pytest.approx(0.5, abs=1e-12)
+    # isotropic features: d = tr(K)^2 / ||K||^2 computed with numpy from the raw features
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(20, 6))
+    ac = a - a.mean(0)
+    gram = ac @ ac.T
+    d_np = np.trace(gram) ** 2 / (gram ** 2).sum()
+    assert cka.effective_dim(torch.tensor(gram)) == pytest.approx(d_np, rel=1e-12)
+    assert cka.chance_cka(torch.tensor(gram), torch.tensor(gram)) == pytest.approx(d_np / 19, rel=1e-12)
+
+
+def independent_layers(n, p, q, seed):
+    rng = np.random.default_rng(seed)
+    return ({'t': torch.tensor(rng.normal(size=(n, p)))},
+            {'s': torch.tensor(rng.normal(size=(n, q)))})
+
+
+def test_cka_warns_when_few_samples_inflate_the_scores(capsys):
+    """30 samples of 300-dim features: unrelated (independent) layers score about 0.91, as
+    the chance level predicts (1 / (1 + n/p) for p = q), and the tool says so."""
+    cka = load_tool('feature_cka')
+    scores, chances = [], []
+    for seed in range(5):
+        teacher, student = independent_layers(30, 300, 300, seed)
+        report = cka.cka_report(teacher, student)
+        scores.append(report['cka'][0][0])
+        chances.append(report['chance'][0][0])
+        assert report['feature_dims'] == dict(teacher={'t': 300}, student={'s': 300})
+    assert np.mean(scores) == pytest.approx(1 / (1 + 30 / 300), abs=0.02)  # biased upward
+    assert np.mean(chances) == pytest.approx(np.mean(scores), abs=0.02)
+    msg = cka.few_samples_warning(report, 30)
+    assert msg is not None and msg.startswith('warning: too few samples')
+    assert 'with 30 samples' in msg and 'teacher t' in msg and 'student s' in msg
+    assert f'up to {report["chance"][0][0]:.2f}' in msg and 'raise --num-samples' in msg
+
+
+def test_cka_does_not_warn_with_many_samples():
+    """2000 samples of 8-dim features: unrelated layers score near 0 and nothing is said."""
+    cka = load_tool('feature_cka')
+    teacher, student = independent_layers(2000, 8, 8, seed=0)
+    report = cka.cka_report(teacher, student)
+    assert report['cka'][0][0] < 0.02
+    assert report['chance'][0][0] == pytest.approx(1 / (1 + 2000 / 8), abs=0.002)
+    assert cka.few_samples_warning(report, 2000) is None
+    # the threshold is CHANCE_WARN: a pair just above it warns
+    assert cka.CHANCE_WARN == 0.1
+    teacher, student = independent_layers(60, 8, 8, seed=0)  # chance about 1 / (1 + 60/8)
+    report = cka.cka_report(teacher, student)
+    assert report['chance'][0][0] > 0.1
+    assert cka.few_samples_warning(report, 60) is not None
+
+
 # ------------------------------------------------------------------ demo work dir
 @pytest.fixture(scope='module')
 def demo_run(tmp_path_factory):
@@ -110,9 +171,21 @@ def demo_run(tmp_path_factory):
 @pytest.mark.slow
 def test_visualize_features(demo_run, tmp_path):
     tool = load_tool('visualize_features')
+    drawn = []
+    draw = tool.draw
+
+    def spy(*args, **kwargs):
+        drawn.append(draw(*args, **kwargs))
+        return drawn[-1]
+
     out = str(tmp_path / 'features.png')
+    tool.draw = spy
     tool.main([osp.join(ROOT, FITNET_CFG), 'val:3', '--checkpoint', demo_run['ckpt'],
                '--teacher-ckpt', demo_run['teacher_ckpt'], '--connector', '--out', out])
+    # logits row: bars, no colorbar; stage4 row: a colorbar on the teacher's and the student's map
+    (_, colorbars), = drawn
+    assert colorbars[0] == (None, None)
+    assert all(cb is not None and cb.mappable.norm.vmax > cb.mappable.norm.vmin for cb in colorbars[1])
     # rows: the recorders on both sides, 'logits' and 'stage4'; 3 panels of 240 px each
     check_png(out, 3 * tool.PANEL_PX, 2 * tool.PANEL_PX + tool.TITLE_PX)
 
@@ -131,7 +204,7 @@ def test_visualize_features(demo_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_feature_cka(demo_run, tmp_path):
+def test_feature_cka(demo_run, tmp_path, capsys):
     tool = load_tool('feature_cka')
     out_dir = str(tmp_path / 'cka')
     result = tool.main([osp.join(ROOT, FITNET_CFG), '--checkpoint', demo_run['ckpt'],
@@ -149,6 +222,23 @@ def test_feature_cka(demo_run, tmp_path):
     assert set(saved['best_teacher_layer']) == set(saved['student_layers'])
     check_png(osp.join(out_dir, 'cka.png'), tool.MARGIN_W_PX + 5 * tool.CELL_PX,
               tool.MARGIN_H_PX + 5 * tool.CELL_PX)
+    # 40 samples of features 256-4096 wide: the tool warns and says how high chance is
+    out = capsys.readouterr().out
+    chance = np.array(saved['chance_cka'])
+    assert chance.shape == (5, 5) and chance.max() > tool.CHANCE_WARN
+    assert saved['few_samples_warning'] and saved['few_samples_warning'] in out
+    assert 'warning: too few samples' in out and f'up to {chance.max():.2f}' in out
+    # the whole val set (359 digits): chance level is low, no warning
+    out_dir = str(tmp_path / 'cka_all')
+    tool.main([osp.join(ROOT, FITNET_CFG), '--checkpoint', demo_run['ckpt'],
+               '--teacher-ckpt', demo_run['teacher_ckpt'], '--num-samples', '1000',
+               '--out-dir', out_dir])
+    with open(osp.join(out_dir, 'cka.json')) as f:
+        saved = json.load(f)
+    assert saved['num_samples'] == 359
+    assert np.array(saved['chance_cka']).max() < tool.CHANCE_WARN
+    assert saved['few_samples_warning'] is None
+    assert 'warning' not in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -158,6 +248,15 @@ def test_plot_curves_on_demo_work_dir(demo_run, tmp_path):
     keys = log.strip().splitlines()[-1].split('(', 1)[1].rstrip(')').split(', ')
     assert {'loss', 'distill.loss_kd', 'distill.loss_fitnet'} <= set(keys)
     check_png(out, 770, round(2.4 * len(keys) * 110), min_bytes=5_000)  # 7 x 2.4k in at 110 dpi
+    # the validation metric panel: one point, at the iteration validation ran after (2)
+    assert keys[-1] == 'val accuracy/top1'
+    logged = []
+    for path in glob.glob(osp.join(demo_run['work'], '*', 'vis_data', 'scalars.json')):
+        with open(path) as f:
+            logged += [json.loads(line) for line in f if 'accuracy/top1' in line]
+    assert len(logged) == 1
+    curves = load_tool('plot_curves').main([demo_run['work'], '--out', str(tmp_path / 'c2.png')])
+    assert curves['val']['accuracy/top1'][demo_run['work']] == ([2], [logged[0]['accuracy/top1']])
 
 
 @pytest.fixture(scope='module')
@@ -252,3 +351,82 @@ def test_mgd_mask_sites_and_ratio():
     mask = sites[1][2].random_mask(torch.zeros(4, 4, 32, 32))
     assert mask.shape == (4, 1, 32, 32)
     assert 1 - float(mask.mean()) == pytest.approx(0.65, abs=0.05)
+
+
+def write_scalars(work_dir, rows, stamp='20240101_000000'):
+    folder = osp.join(str(work_dir), stamp, 'vis_data')
+    import os
+    os.makedirs(folder, exist_ok=True)
+    with open(osp.join(folder, 'scalars.json'), 'w') as f:
+        f.write('\n'.join(json.dumps(r) for r in rows) + '\n')
+
+
+def test_plot_curves_draws_a_panel_per_validation_metric(tmp_path, capsys):
+    """Epoch-based logs as mmengine writes them: validation rows carry the metrics and the
+    epoch as ``step``; the panel puts them at the iteration validation ran after."""
+    tool = load_tool('plot_curves')
+    work = str(tmp_path / 'run')
+    train = [dict(lr=0.01, loss=2.0 - 0.1 * i, loss_cls=1.0, **{'distill.loss_mgd': 0.5},
+                  epoch=1 + i // 2, iter=5 * (i + 1), step=5 * (i + 1), time=0.1, data_time=0.0)
+             for i in range(4)]
+    val = [{'coco/bbox_mAP': 0.125, 'coco/bbox_mAP_50': 0.25, 'data_time': 0.0, 'time': 0.2, 'step': 1},
+           {'coco/bbox_mAP': 0.375, 'coco/bbox_mAP_50': 0.5, 'data_time': 0.0, 'time': 0.2, 'step': 2}]
+    write_scalars(work, train[:2] + val[:1] + train[2:] + val[1:])
+    out = str(tmp_path / 'curves.png')
+    curves = tool.main([work, '--out', out])
+    assert list(curves['train']) == ['distill.loss_mgd', 'loss', 'loss_cls']
+    assert curves['val']['coco/bbox_mAP'][work] == ([10, 20], [0.125, 0.375])
+    assert curves['val']['coco/bbox_mAP_50'][work] == ([10, 20], [0.25, 0.5])
+    printed = capsys.readouterr().out
+    assert printed.strip().endswith('(distill.loss_mgd, loss, loss_cls, val coco/bbox_mAP, '
+                                    'val coco/bbox_mAP_50)')
+    check_png(out, 770, round(2.4 * 5 * 110), min_bytes=5_000)
+
+    # the drawn panel holds the metric's values
+    fig = tool.draw(curves)
+    ax = fig.axes[3]
+    assert ax.get_ylabel() == 'val coco/bbox_mAP'
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [10, 20] and list(line.get_ydata()) == [0.125, 0.375]
+
+    # --keys picks training keys and metrics; an unknown one names what exists
+    curves = tool.main([work, '--keys', 'loss', 'coco/bbox_mAP', '--out', out])
+    assert list(curves['train']) == ['loss'] and list(curves['val']) == ['coco/bbox_mAP']
+    with pytest.raises(SystemExit, match=r"--keys \['acc'\] are not in the logs.*"
+                                         r"validation metrics: \['coco/bbox_mAP', 'coco/bbox_mAP_50'\]"):
+        tool.main([work, '--keys', 'acc', '--out', out])
+
+
+def test_plot_curves_says_when_validation_has_not_run(tmp_path, capsys):
+    tool = load_tool('plot_curves')
+    work = str(tmp_path / 'run')
+    # rows without `iter` (a hand-written log) count as training rows by their loss keys
+    write_scalars(work, [dict(loss=1.0, step=1), dict(loss=0.5, iter=2, step=2)])
+    curves = tool.main([work, '--out', str(tmp_path / 'c.png')])
+    assert curves['val'] == {}
+    assert curves['train']['loss'][work] == ([1, 2], [1.0, 0.5])
+    assert 'note: no validation metrics in the logs' in capsys.readouterr().out
+
+
+def test_visualize_features_maps_have_a_colour_scale():
+    """Each map panel gets a colorbar spanning the map's own values (the L2 norm over
+    channels here, computed independently); a vector (logits) gets bars and no colorbar."""
+    tool = load_tool('visualize_features')
+    torch.manual_seed(0)
+    t = torch.randn(1, 4, 3, 3) * 5
+    s = torch.randn(1, 2, 3, 3)
+    image = np.linspace(0, 1, 24 * 24).reshape(24, 24)
+    rows = [('feat', t, s, ''), ('logits', torch.randn(1, 10), torch.randn(1, 10), '')]
+    fig, colorbars = tool.draw(rows, image, 'l2', 'title')
+    (cb_t, cb_s), (cb_logits_t, cb_logits_s) = colorbars
+    assert cb_logits_t is None and cb_logits_s is None
+    for cb, x in ((cb_t, t), (cb_s, s)):
+        l2 = np.sqrt((x[0].numpy() ** 2).sum(0))
+        assert cb.ax in fig.axes
+        assert cb.mappable.norm.vmin == pytest.approx(float(l2.min()), rel=1e-5)
+        assert cb.mappable.norm.vmax == pytest.approx(float(l2.max()), rel=1e-5)
+    # the teacher's and the student's scales are their own, not a shared one
+    assert cb_t.mappable.norm.vmax > 2 * cb_s.mappable.norm.vmax
+    assert len(fig.axes) == 2 * 3 + 2  # six panels and two colorbars
+    import matplotlib.pyplot as plt
+    plt.close(fig)

@@ -28,13 +28,26 @@ Usage:
 
 Default layers: the backbone's stages (``res_layers`` of a ResNet, ``layers.<i>`` of a
 ViT) and the modules the distiller records. Writes ``DIR/cka.png`` and ``DIR/cka.json``.
+
+Few samples inflate linear CKA: with n samples of features far wider than n, even two
+unrelated layers score near 1. For features drawn independently of each other, the
+expected score is about the chance level
+
+    chance(K, L) = tr(K) tr(L) / ((n - 1) ||K||_F ||L||_F) = sqrt(d_K d_L) / (n - 1),
+
+with d_K = tr(K)^2 / ||K||_F^2 the effective dimension of the layer on these samples
+(the participation ratio of the Gram matrix's eigenvalues, at most n - 1; for isotropic
+features of p and q dimensions the chance level is 1 / sqrt((1 + n/p)(1 + n/q))). The
+tool warns (on the console, in the JSON and in the picture's title) when a pair's chance
+level exceeds ``CHANCE_WARN`` = 0.1, which is exactly when n - 1 < 10 sqrt(d_K d_L):
+fewer than ten samples per effective dimension.
 """
 import argparse
 import json
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
@@ -43,6 +56,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 CELL_PX = 60
+CHANCE_WARN = 0.1  # warn when unrelated layers would score above this (see the docstring)
 MARGIN_W_PX = 220
 MARGIN_H_PX = 170
 
@@ -77,6 +91,60 @@ def cka_matrix(teacher: Dict[str, torch.Tensor], student: Dict[str, torch.Tensor
     t_grams = {k: centered_gram(v) for k, v in teacher.items()}
     s_grams = {k: centered_gram(v) for k, v in student.items()}
     return [[cka_from_grams(tk, sk) for sk in s_grams.values()] for tk in t_grams.values()]
+
+
+def effective_dim(k: torch.Tensor) -> float:
+    """tr(K)^2 / ||K||_F^2 of a centred Gram matrix: the participation ratio of its
+    eigenvalues, the number of directions the n samples really spread over (<= n - 1)."""
+    norm2 = float((k * k).sum())
+    return float(torch.trace(k)) ** 2 / norm2 if norm2 > 0 else 0.0
+
+
+def chance_cka(k: torch.Tensor, gram_l: torch.Tensor) -> float:
+    """The linear CKA that two layers with these Gram spectra would get, in expectation,
+    if their features were independent: tr(K) tr(L) / ((n - 1) ||K||_F ||L||_F)."""
+    n = k.shape[0]
+    denom = (n - 1) * torch.linalg.norm(k) * torch.linalg.norm(gram_l)
+    if float(denom) == 0.0:
+        return 0.0
+    return float(torch.trace(k) * torch.trace(gram_l) / denom)
+
+
+def cka_report(teacher: Dict[str, torch.Tensor], student: Dict[str, torch.Tensor]) -> dict:
+    """CKA and chance-level matrices (rows follow ``teacher``) and each layer's feature size
+    and effective dimension, from one Gram matrix per layer."""
+    t_grams = {k: centered_gram(v) for k, v in teacher.items()}
+    s_grams = {k: centered_gram(v) for k, v in student.items()}
+    return dict(
+        cka=[[cka_from_grams(tk, sk) for sk in s_grams.values()] for tk in t_grams.values()],
+        chance=[[chance_cka(tk, sk) for sk in s_grams.values()] for tk in t_grams.values()],
+        effective_dims=dict(teacher={k: effective_dim(g) for k, g in t_grams.items()},
+                            student={k: effective_dim(g) for k, g in s_grams.items()}),
+        feature_dims=dict(teacher={k: int(v[0].numel()) for k, v in teacher.items()},
+                          student={k: int(v[0].numel()) for k, v in student.items()}))
+
+
+def few_samples_warning(report: dict, num_samples: int,
+                        threshold: float = CHANCE_WARN) -> Optional[str]:
+    """A warning naming the pair with the highest chance level, or None when every pair's
+    chance level is at most ``threshold``."""
+    t_names = list(report['effective_dims']['teacher'])
+    s_names = list(report['effective_dims']['student'])
+    chance = report['chance']
+    i, j = max(((i, j) for i in range(len(t_names)) for j in range(len(s_names))),
+               key=lambda ij: chance[ij[0]][ij[1]])
+    worst = chance[i][j]
+    if worst <= threshold:
+        return None
+    t, s = t_names[i], s_names[j]
+    eff, dims = report['effective_dims'], report['feature_dims']
+    return (f'warning: too few samples for these features, linear CKA is inflated: with '
+            f'{num_samples} samples, two unrelated layers of these sizes would score up to '
+            f'{worst:.2f} (teacher {t}: effective dimension {eff["teacher"][t]:.1f} of '
+            f'{dims["teacher"][t]} features; student {s}: {eff["student"][s]:.1f} of '
+            f'{dims["student"][s]}). Trust only scores well above the chance level '
+            f'("chance_cka" in cka.json); it stays below {threshold} with at least {1 / threshold:g} samples '
+            f'per effective dimension: raise --num-samples.')
 
 
 def default_layers(model, side_recorders) -> List[str]:
@@ -178,7 +246,7 @@ def plot(matrix, t_names, s_names, title: str, out: str) -> None:
     dpi = 100
     w_px, h_px = MARGIN_W_PX + CELL_PX * len(s_names), MARGIN_H_PX + CELL_PX * len(t_names)
     fig = plt.figure(figsize=(w_px / dpi, h_px / dpi), dpi=dpi)
-    ax = fig.add_axes([(MARGIN_W_PX - 40) / w_px, 110 / h_px, CELL_PX * len(s_names) / w_px,
+    ax = fig.add_axes([(MARGIN_W_PX - 70) / w_px, 110 / h_px, CELL_PX * len(s_names) / w_px,
                        CELL_PX * len(t_names) / h_px])
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap='viridis', aspect='auto')
     ax.set_xticks(range(len(s_names)), s_names, rotation=45, ha='right', fontsize=6)
@@ -189,7 +257,7 @@ def plot(matrix, t_names, s_names, title: str, out: str) -> None:
         for j, v in enumerate(row):
             ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=6,
                     color='white' if v < 0.6 else 'black')
-    cax = fig.add_axes([1 - 30 / w_px, 110 / h_px, 10 / w_px, CELL_PX * len(t_names) / h_px])
+    cax = fig.add_axes([1 - 60 / w_px, 110 / h_px, 10 / w_px, CELL_PX * len(t_names) / h_px])
     fig.colorbar(im, cax=cax).ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=7)
     di.save(fig, out)
@@ -222,7 +290,9 @@ def main(argv=None):
     if n < 2:
         raise SystemExit(f'error: only {n} sample(s) in the {args.split} set; CKA needs >= 2')
     teacher, student = t_taps.features(n), s_taps.features(n)
-    matrix = cka_matrix(teacher, student)
+    report = cka_report(teacher, student)
+    matrix = report['cka']
+    warning = few_samples_warning(report, n)
     t_names, s_names = list(teacher), list(student)
     best = {s: t_names[max(range(len(t_names)), key=lambda i: matrix[i][j])]
             for j, s in enumerate(s_names)}
@@ -230,14 +300,20 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     result = dict(config=args.config, checkpoint=args.checkpoint, split=args.split,
                   num_samples=n, pool=args.pool, teacher_layers=t_names, student_layers=s_names,
-                  feature_dims=dict(teacher={k: int(v.shape[1]) for k, v in teacher.items()},
-                                    student={k: int(v.shape[1]) for k, v in student.items()}),
-                  cka=matrix, best_teacher_layer=best)
+                  feature_dims=report['feature_dims'], effective_dims=report['effective_dims'],
+                  cka=matrix, chance_cka=report['chance'], chance_threshold=CHANCE_WARN,
+                  few_samples_warning=warning, best_teacher_layer=best)
     json_path = osp.join(args.out_dir, 'cka.json')
     with open(json_path, 'w') as f:
         json.dump(result, f, indent=2)
     png_path = osp.join(args.out_dir, 'cka.png')
-    plot(matrix, t_names, s_names, f'linear CKA, {osp.basename(args.config)}, n={n}', png_path)
+    title = f'linear CKA, {osp.basename(args.config)}, n={n}'
+    if warning:
+        worst = max(max(row) for row in report['chance'])
+        title += f'\nfew samples: unrelated layers would score up to {worst:.2f}'
+    plot(matrix, t_names, s_names, title, png_path)
+    if warning:
+        print(warning)
     print(f'wrote {png_path} and {json_path} ({len(t_names)} teacher x {len(s_names)} student '
           f'layers, {n} samples)')
     for s, t in best.items():

@@ -6,6 +6,8 @@ The maps are the tensors the distillation config records (its ``student_recorder
 per level), three panels per row: the input image, the teacher's map and the student's
 map, each reduced over channels (``--reduce``: L2 norm by default) and laid over the
 image. ``--connector`` shows the student tensor after the connector the losses apply.
+Each map panel has its own colour scale (a colorbar in the reduced feature's units: the
+teacher's and the student's maps differ in scale, so they are not normalised together).
 
 Usage:
     python tools/analysis_tools/visualize_features.py CONFIG IMAGE [--checkpoint CKPT]
@@ -55,6 +57,48 @@ def student_connectors(distiller):
     return found
 
 
+def show_map(fig, ax, image, tensor, reduce: str, title: str, alpha: float = 0.55,
+             cmap: str = 'jet'):
+    """A feature map laid over ``image`` with a colorbar of its values (the channel
+    reduction of the tensor, not rescaled); a vector (logits) is drawn as bars with a
+    value axis instead. Returns the colorbar or None."""
+    from matplotlib.ticker import MaxNLocator
+    if tensor.dim() == 2:
+        di.show_tensor(ax, image, tensor, reduce, title)
+        ax.yaxis.set_major_locator(MaxNLocator(4))
+        ax.tick_params(axis='y', labelsize=6, pad=1)
+        return None
+    heat = di.spatial_map(tensor, reduce)
+    lo, hi = float(heat.min()), float(heat.max())
+    if hi <= lo:  # a constant map: give the scale a width so its one value shows
+        hi = lo + max(abs(lo), 1.0) * 1e-6
+    ax.imshow(image, cmap='gray' if image.ndim == 2 else None, vmin=0, vmax=1)
+    im = ax.imshow(di.resize_to(heat, image.shape[:2]), cmap=cmap, alpha=alpha, vmin=lo, vmax=hi)
+    ax.set_title(title, fontsize=7)
+    colorbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    colorbar.ax.tick_params(labelsize=6)
+    colorbar.locator = MaxNLocator(4)
+    colorbar.update_ticks()
+    return colorbar
+
+
+def draw(rows, image, reduce: str, title: str, input_label: str = ''):
+    """The figure: per row the input, the teacher's and the student's map. ``rows`` are
+    ``(label, teacher tensor, student tensor, student suffix)``. Returns ``(fig, colorbars)``
+    with ``colorbars[i] = (teacher's, student's)`` (None for a vector)."""
+    fig, axes = di.figure(len(rows), 3, PANEL_PX, TITLE_PX)
+    fig.suptitle(title, fontsize=8)
+    # room for each map's colorbar and its tick labels (the PNG keeps its size)
+    fig.subplots_adjust(left=0.01, right=0.95, wspace=0.3)
+    colorbars = []
+    for (label, t, s, suffix), ax in zip(rows, axes):
+        di.show_overlay(ax[0], image, None, f'input {input_label}')
+        colorbars.append((
+            show_map(fig, ax[1], image, t, reduce, f'teacher {label} {tuple(t.shape[1:])}'),
+            show_map(fig, ax[2], image, s, reduce, f'student {label}{suffix} {tuple(s.shape[1:])}')))
+    return fig, colorbars
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -87,12 +131,9 @@ def main(argv=None):
                 suffix = f' -> {connectors[name]}'
             rows.append((label, t, s, suffix))
 
-    fig, axes = di.figure(len(rows), 3, PANEL_PX, TITLE_PX)
-    fig.suptitle(f'{osp.basename(args.config)}  ({args.reduce} over channels)', fontsize=8)
-    for (label, t, s, suffix), ax in zip(rows, axes):
-        di.show_overlay(ax[0], image, None, f'input {args.image if ":" in args.image else ""}')
-        di.show_tensor(ax[1], image, t, args.reduce, f'teacher {label} {tuple(t.shape[1:])}')
-        di.show_tensor(ax[2], image, s, args.reduce, f'student {label}{suffix} {tuple(s.shape[1:])}')
+    fig, _ = draw(rows, image, args.reduce,
+                  f'{osp.basename(args.config)}  ({args.reduce} over channels)',
+                  args.image if ':' in args.image else '')
     print(f'wrote {di.save(fig, args.out)} ({len(rows)} rows)')
     return args.out
 
