@@ -321,6 +321,19 @@ def _shape_mismatches(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[
             if k in own and torch.is_tensor(v) and tuple(v.shape) != tuple(own[k].shape)]
 
 
+def _sha256_prefix(path: str, length: int = 12) -> str:
+    """The first hex digits of the file's sha256 (read in 8 MiB blocks), or 'n/a'."""
+    import hashlib
+    try:
+        digest = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 23), b''):
+                digest.update(block)
+        return digest.hexdigest()[:length]
+    except OSError:
+        return 'n/a'  # a URL already fetched by mmengine's loader, or a vanished file
+
+
 def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt',
                          strict: bool = True, prefix: Optional[str] = None,
                          trusted: bool = False) -> None:
@@ -372,3 +385,7 @@ def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt
         from mmengine.logging import print_log
         print_log(msg + ' (loaded anyway: teacher_ckpt_strict=False)', logger='current',
                   level=30)
+    from mmengine.logging import print_log
+    print_log(f'{key}: loaded {path!r} (sha256 {_sha256_prefix(path)}) into the teacher '
+              f'{type(teacher).__name__}: {len(own) - len(missing)} of {len(own)} tensors matched',
+              logger='current', level=20)
