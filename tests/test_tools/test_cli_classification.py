@@ -5,7 +5,16 @@ import os.path as osp
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool, save_random_teacher
+from .cli import (
+    as_logged,
+    assert_same_predictions,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+    run_tool,
+    save_random_teacher,
+)
 
 KD_CFG = 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_digits-10pct_demo.py'
 
@@ -22,11 +31,14 @@ def teacher_ckpt(tmp_path_factory):
 def test_train_test_resume_convert(tmp_path, teacher_ckpt):
     ckpt_path, teacher_state = teacher_ckpt
     work = str(tmp_path / 'work')
+    # KD_CFG with its predictions dumped at validation and at test (metrics unchanged)
+    config, dumps = config_dumping_predictions(KD_CFG, tmp_path)
     common = ['--work-dir', work, '--cfg-options', f'model.teacher_ckpt={ckpt_path}',
               'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=2',
               'default_hooks.logger.interval=1', 'train_dataloader.batch_size=8']
-    out = run_tool('tools/train.py', KD_CFG, *common, 'train_cfg.max_iters=4')
+    out = run_tool('tools/train.py', config, *common, 'train_cfg.max_iters=4')
     assert 'distill.loss_kd' in out
+    val_top1, val_predictions = logged_metric(out, 'accuracy/top1'), load_predictions(dumps['val'])
     ckpt = last_checkpoint(work)
     assert ckpt.endswith('iter_4.pth')
     state = torch.load(ckpt, weights_only=True)['state_dict']
@@ -35,14 +47,21 @@ def test_train_test_resume_convert(tmp_path, teacher_ckpt):
 
     # Evaluate the saved checkpoint: the student is measured with the task's metric.
     metrics_file = str(tmp_path / 'metrics.json')
-    run_tool('tools/test.py', KD_CFG, ckpt, '--work-dir', work, '--out', metrics_file,
+    run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
              '--cfg-options', f'model.teacher_ckpt={ckpt_path}')
     import json
-    metrics = json.load(open(metrics_file))
-    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    top1 = json.load(open(metrics_file))['accuracy/top1']
+    # test.py scored the weights validated at iteration 4 (the same class scores, which
+    # a student with other weights, e.g. random ones, would not give) ...
+    predictions = load_predictions(dumps['test'])
+    assert_same_predictions(val_predictions, predictions, ['gt_label', 'pred_score'])
+    assert as_logged(top1) == val_top1
+    # ... and its accuracy is the accuracy of these predictions, counted here.
+    correct = [int(p['pred_score'].argmax()) == int(p['gt_label'][0]) for p in predictions]
+    assert abs(top1 - 100.0 * sum(correct) / len(correct)) < 1e-4, top1
 
     # Resume from iter 4 to iter 6: the run continues, it does not restart.
-    out = run_tool('tools/train.py', KD_CFG, *common, 'train_cfg.max_iters=6', '--resume')
+    out = run_tool('tools/train.py', config, *common, 'train_cfg.max_iters=6', '--resume')
     assert 'resumed' in out.lower() or 'Load checkpoint from' in out
     assert 'Iter(train) [5/6]' in out and 'Iter(train) [1/6]' not in out
     assert last_checkpoint(work).endswith('iter_6.pth')

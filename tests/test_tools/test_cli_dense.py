@@ -1,11 +1,24 @@
 """train -> test -> resume -> convert through the CLI for an mmdet detector with FPN
 feature KD and an mmseg segmenter with CWD on logits, on tiny generated shapes data."""
 import json
+import math
 
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool, save_random_teacher
+from .cli import (
+    DET_PREDICTION_FIELDS,
+    SEG_PREDICTION_FIELDS,
+    as_logged,
+    assert_same_predictions,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+    mean_iou,
+    run_tool,
+    save_random_teacher,
+)
 
 DET_CFG = 'configs/fitnet/fitnet_fpn_retinanet-r18_retinanet-r18-w16_shapes_demo.py'
 DET_TEACHER = 'mmkd::task_models/retinanet_r18_fpn_shapes_demo.py'
@@ -27,10 +40,10 @@ def random_teacher(cfg_path, path):
     return save_random_teacher(dict(cfg_path=cfg_path), path)[0]
 
 
-def data_options(root, det):
+def data_options(root, det, evaluators=True):
     opts = [f'{k}.dataset.data_root={root}/' for k in
             ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    if det:
+    if det and evaluators:
         opts += [f'{k}.ann_file={root}/annotations/instances_val.json'
                  for k in ('val_evaluator', 'test_evaluator')]
     return opts + ['train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
@@ -39,22 +52,38 @@ def data_options(root, det):
 def check_flow(tmp_path, config, student_cfg, teacher_ckpt, root, det, task_scope, first, second,
                metric_key):
     work = str(tmp_path / 'work')
-    common = ['--work-dir', work, '--cfg-options', f'model.teacher_ckpt={teacher_ckpt}',
-              *data_options(root, det)]
+    # the config with its predictions dumped at validation and at test (metrics unchanged)
+    overrides = dict(ann_file=f'{root}/annotations/instances_val.json') if det else {}
+    config, dumps = config_dumping_predictions(config, tmp_path, **overrides)
+    # A detector trained for a few steps scores few boxes above RetinaNet's 0.05: with no
+    # threshold every image keeps its best boxes and CocoMetric always computes mAP.
+    options = [f'model.teacher_ckpt={teacher_ckpt}', *data_options(root, det, evaluators=False),
+               *(['model.architecture.test_cfg.score_thr=0.0'] if det else [])]
+    common = ['--work-dir', work, '--cfg-options', *options]
     out = run_tool('tools/train.py', config, *common, *first)
     assert 'distill.loss_' in out
+    val_metric, val_predictions = logged_metric(out, metric_key), load_predictions(dumps['val'])
     ckpt = last_checkpoint(work)
     state = torch.load(ckpt, weights_only=True)['state_dict']
     assert not any(k.startswith('teacher') for k in state)
     metrics_file = str(tmp_path / 'metrics.json')
     out = run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
-                   '--cfg-options', f'model.teacher_ckpt={teacher_ckpt}',
-                   *data_options(root, det))
-    metrics = json.load(open(metrics_file))
-    # A detector trained for a few steps may not yet score any box above the test
-    # threshold; CocoMetric then reports "empty" instead of mAP. Either way the task's
-    # own evaluator ran on the student's predictions.
-    assert metric_key in metrics or (det and 'results of the whole dataset is empty' in out), out[-2000:]
+                   '--cfg-options', *options)
+    assert 'results of the whole dataset is empty' not in out, out[-2000:]
+    metric = json.load(open(metrics_file))[metric_key]
+    assert isinstance(metric, float) and math.isfinite(metric), metric
+    # test.py evaluated the student validated at the end of the first run: the same
+    # predictions (boxes and scores / logits: other weights, e.g. random ones, would
+    # give others) and the same metric as logged then
+    predictions = load_predictions(dumps['test'])
+    assert_same_predictions(val_predictions, predictions,
+                            DET_PREDICTION_FIELDS if det else SEG_PREDICTION_FIELDS)
+    assert as_logged(metric) == val_metric
+    if det:
+        assert all(len(p['pred_instances']['scores']) > 0 for p in predictions)
+    else:
+        # mIoU of these predictions, counted here (mmseg rounds to 2 decimals)
+        assert abs(metric - mean_iou(predictions)) < 0.006, (metric, mean_iou(predictions))
     out = run_tool('tools/train.py', config, *common, *second, '--resume')
     assert 'Load checkpoint from' in out or 'resumed' in out.lower()
     assert last_checkpoint(work) != ckpt
@@ -96,12 +125,16 @@ def test_segmentation_cwd_flow(tmp_path, shapes_root):
     ('configs/acam_kd/acam-kd_logits_fcn-r18_fcn-r18-w16_shapes_demo.py', SEG_TEACHER, False),
 ])
 def test_method_demo_configs_shortened(tmp_path, shapes_root, config, teacher_cfg, det):
-    """The MGD and ACAM-KD demo configs train (2 iterations / 1 short epoch) and log
-    their distillation losses through tools/train.py."""
+    """The MGD and ACAM-KD demo configs train (2 iterations / 1 short epoch), log their
+    distillation losses through tools/train.py and validate the student with a metric
+    (for detection with no score threshold, so that the results are never empty)."""
     teacher = random_teacher(teacher_cfg, tmp_path / 'teacher.pth')
-    length = (['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'] if det else
+    length = (['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+               'model.architecture.test_cfg.score_thr=0.0'] if det else
               ['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2'])
     out = run_tool('tools/train.py', config, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
                    f'model.teacher_ckpt={teacher}', *data_options(shapes_root, det), *length)
     method = 'mgd' if '/mgd/' in config else 'acam'
     assert f'distill.loss_{method}' in out
+    assert 'results of the whole dataset is empty' not in out, out[-2000:]
+    assert math.isfinite(float(logged_metric(out, 'coco/bbox_mAP' if det else 'mIoU')))

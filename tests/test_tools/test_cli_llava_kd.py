@@ -8,7 +8,16 @@ import sys
 import pytest
 import torch
 
-from .cli import ROOT, last_checkpoint, run_two_process_fsdp_demo
+from .cli import (
+    ROOT,
+    as_logged,
+    assert_same_predictions,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+    run_two_process_fsdp_demo,
+)
 
 CFG = 'configs/llava_kd/'
 TEACHER = CFG + 'llava_clip-w128-qwen2-w128-d4_shapes-vqa_teacher_demo.py'
@@ -39,10 +48,17 @@ def test_llava_kd_demo_trains_and_tests(tmp_path):
     teacher = f'{work}/teacher.pth'
     torch.save({'state_dict': LlavaModel(**cfg).state_dict(), 'meta': {}}, teacher)
 
-    out = run_tool('tools/train.py', KD, '--work-dir', f'{work}/kd', '--cfg-options',
-                   f'model.teacher_ckpt={teacher}', *SMALL)
+    # KD with its predictions dumped at validation and at test (metrics unchanged); 80
+    # iterations (0.04 s each; validation once, at the end): enough for the student to
+    # answer in words, where an untrained one answers ': : :' to all and scores 0
+    config, dumps = config_dumping_predictions(KD, tmp_path)
+    longer = ['train_cfg.max_iters=80', 'train_cfg.val_interval=80',
+              'default_hooks.checkpoint.interval=80']
+    out = run_tool('tools/train.py', config, '--work-dir', f'{work}/kd', '--cfg-options',
+                   f'model.teacher_ckpt={teacher}', *SMALL, *longer)
     for name in ('loss_ce', 'distill.loss_mdist_res', 'distill.loss_mdist_vis', 'distill.loss_rdist'):
         assert name in out, name
+    val_accuracy, val_predictions = logged_metric(out, 'vqa/accuracy'), load_predictions(dumps['val'])
     ckpt = last_checkpoint(f'{work}/kd')
     from mmkd.utils.checkpoint import load_state_dict_file
     state = load_state_dict_file(ckpt)
@@ -50,11 +66,27 @@ def test_llava_kd_demo_trains_and_tests(tmp_path):
     assert any(k.startswith('architecture.hf_model.language_model') for k in state)
 
     metrics = f'{work}/metrics.json'
-    run_tool('tools/test.py', KD, ckpt, '--work-dir', f'{work}/test', '--out', metrics,
+    run_tool('tools/test.py', config, ckpt, '--work-dir', f'{work}/test', '--out', metrics,
              '--cfg-options', f'model.teacher_ckpt={teacher}', 'test_dataloader.dataset.num_images=2')
     with open(metrics) as f:
         result = json.load(f)
-    assert 0.0 <= result['vqa/accuracy'] <= 100.0
+    # test.py evaluated the student validated after iteration 80: the same generated
+    # answers and the same accuracy as logged then ...
+    predictions = load_predictions(dumps['test'])
+    assert_same_predictions(val_predictions, predictions,
+                            ['sample_idx', 'question', 'gt_answer', 'pred_token_ids', 'pred_text'])
+    assert as_logged(result['vqa/accuracy']) == val_accuracy
+    # ... and its accuracies are the exact-match rates of these answers, counted here
+    # (lower case, no punctuation or spaces at the ends)
+    def norm(text):
+        return ' '.join(text.lower().strip(' .,!?;:').split())
+
+    right = [norm(p['pred_text']) == norm(p['gt_answer']) for p in predictions]
+    assert 0 < sum(right), [(p['pred_text'], p['gt_answer']) for p in predictions]
+    assert abs(result['vqa/accuracy'] - 100.0 * sum(right) / len(right)) < 1e-4, result
+    for kind in {p['question_type'] for p in predictions}:
+        hits = [r for r, p in zip(right, predictions) if p['question_type'] == kind]
+        assert abs(result[f'vqa/acc_{kind}'] - 100.0 * sum(hits) / len(hits)) < 1e-4, (kind, result)
 
 
 @pytest.mark.slow

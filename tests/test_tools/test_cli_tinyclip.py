@@ -5,7 +5,15 @@ import json
 import pytest
 import torch
 
-from .cli import ROOT, last_checkpoint
+from .cli import (
+    ROOT,
+    as_logged,
+    assert_same_predictions,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+)
 
 CFG = 'configs/tinyclip/'
 TEACHER = CFG + 'clip_vit-w64-d4_text-w64-d4_digits-shapes_demo.py'
@@ -41,7 +49,7 @@ def inherit_tool(*argv):
 
 
 def small(iters):
-    # no validation inside training (tools/test.py evaluates the result below)
+    # validation once, after the last iteration (mmengine validates at max_iters)
     return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
             f'default_hooks.checkpoint.interval={iters}', *SMALL]
 
@@ -71,19 +79,40 @@ def test_manual_inheritance_distillation_and_next_stage(tmp_path):
                        t_state['clip.transformer.resblocks.2.mlp.c_fc.weight'])
 
     opts = [f'model.teacher_ckpt={teacher}', f'model.architecture.init_checkpoint={inherited}']
-    out = run_tool('tools/train.py', MANUAL, '--work-dir', f'{work}/manual', '--cfg-options',
+    # MANUAL with its predictions dumped at validation and at test (metrics unchanged)
+    config, dumps = config_dumping_predictions(MANUAL, tmp_path)
+    out = run_tool('tools/train.py', config, '--work-dir', f'{work}/manual', '--cfg-options',
                    *opts, *small(2))
     assert 'distill.loss_affinity' in out and 'loss_contrastive' not in out
+    keys = ('zero_shot/top1', 'retrieval/t2i_R@1')
+    val_metrics = {k: logged_metric(out, k) for k in keys}
+    val_predictions = load_predictions(dumps['val'])
     ckpt = last_checkpoint(f'{work}/manual')
     state = load_state_dict_file(ckpt)
     assert not any(k.startswith('teacher') for k in state), 'teacher weights leaked into the ckpt'
     assert any(k.startswith('architecture.clip.visual') for k in state)
 
     metrics_file = f'{work}/metrics.json'
-    run_tool('tools/test.py', MANUAL, ckpt, '--work-dir', f'{work}/manual', '--out', metrics_file,
-             '--cfg-options', *opts, *SMALL)
+    run_tool('tools/test.py', config, ckpt, '--work-dir', f'{work}/manual', '--out', metrics_file,
+             '--cfg-options', *opts, *SMALL, 'test_dataloader.dataset.num_shapes=[16,16]')
     metrics = json.load(open(metrics_file))
-    assert 0 <= metrics['zero_shot/top1'] <= 100 and 0 <= metrics['retrieval/t2i_R@1'] <= 100
+    # test.py evaluated the student validated after iteration 2 (the same embeddings and
+    # class scores, which other weights, e.g. random ones, would not give; the same
+    # metrics as logged then) ...
+    predictions = load_predictions(dumps['test'])
+    assert_same_predictions(val_predictions, predictions,
+                            ['source', 'caption', 'gt_label', 'img_embed', 'text_embed', 'pred_score'])
+    assert {k: as_logged(metrics[k]) for k in keys} == val_metrics
+    # ... and its metrics are those of these predictions, counted here: zero-shot top-1 on
+    # the digits; text-to-image R@1 on the shapes (right: an image with the same caption)
+    digits = [p for p in predictions if p['source'] == 'digits']
+    top1 = 100.0 * sum(int(p['pred_score'].argmax()) == int(p['gt_label']) for p in digits) / len(digits)
+    shapes = [p for p in predictions if p['source'] == 'shapes']
+    images = torch.stack([p['img_embed'] for p in shapes])
+    best = [int((images @ p['text_embed']).argmax()) for p in shapes]
+    t2i = 100.0 * sum(shapes[b]['caption'] == p['caption'] for b, p in zip(best, shapes)) / len(shapes)
+    assert abs(metrics['zero_shot/top1'] - top1) < 1e-4 and abs(metrics['retrieval/t2i_R@1'] - t2i) < 1e-4, \
+        (metrics, top1, t2i)
 
     # progressive chain: the next stage inherits from this stage's distilled student
     nxt = f'{work}/stage2.pth'

@@ -5,7 +5,15 @@ import json
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool
+from .cli import (
+    as_logged,
+    assert_same_predictions,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+    run_tool,
+)
 
 MST_CFG = 'configs/mst_distill/mst-distill_mm-audio_resnet18-w8_xmdigits-10pct_demo.py'
 TEACHERS = dict(mm='configs/mst_distill/teacher_mm_img-audio_xmdigits_demo.py',
@@ -29,20 +37,22 @@ def teacher_ckpts(tmp_path_factory):
 @pytest.mark.slow
 def test_mst_train_resume_test_convert(tmp_path, teacher_ckpts):
     work = str(tmp_path / 'work')
+    # MST_CFG with its predictions dumped at validation and at test (metrics unchanged)
+    config, dumps = config_dumping_predictions(MST_CFG, tmp_path)
     common = ['--work-dir', work, '--cfg-options',
               f'model.teachers.mm.ckpt={teacher_ckpts["mm"]}',
               f'model.teachers.audio.ckpt={teacher_ckpts["audio"]}',
               'custom_hooks.0.stages=[[cotrain,2],[masknet,2],[student,2]]',
               'train_cfg.val_interval=6', 'default_hooks.checkpoint.interval=3',
               'default_hooks.logger.interval=1', 'train_dataloader.batch_size=8']
-    out = run_tool('tools/train.py', MST_CFG, *common, 'train_cfg.max_iters=3')
+    out = run_tool('tools/train.py', config, *common, 'train_cfg.max_iters=3')
     assert 'cotrain.loss_kd_mm' in out and 'cotrain.loss_kd_audio' in out
     assert "stage 'masknet' from iteration 2" in out
     assert 'masknet.loss_mm@fusion' in out and 'masknet.loss_audio@fc1' in out
     assert last_checkpoint(work).endswith('iter_3.pth')
 
     # Resume inside the MaskNet stage: the stage is recomputed from the iteration.
-    out = run_tool('tools/train.py', MST_CFG, *common, 'train_cfg.max_iters=6', '--resume')
+    out = run_tool('tools/train.py', config, *common, 'train_cfg.max_iters=6', '--resume')
     assert 'Iter(train) [4/6]' in out and 'Iter(train) [1/6]' not in out
     assert "stage 'masknet' from iteration 3" in out and "stage 'student' from iteration 4" in out
     assert "'cotrain' from" not in out
@@ -51,6 +61,7 @@ def test_mst_train_resume_test_convert(tmp_path, teacher_ckpts):
         assert key in out, key
     ckpt = last_checkpoint(work)
     assert ckpt.endswith('iter_6.pth')
+    val_top1, val_predictions = logged_metric(out, 'accuracy/top1'), load_predictions(dumps['val'])
     state = torch.load(ckpt, weights_only=True)['state_dict']
     assert not any(k.startswith('teacher') for k in state), 'teacher weights in the checkpoint'
     assert any(k.startswith('masknets.mm_0.') for k in state)
@@ -58,10 +69,18 @@ def test_mst_train_resume_test_convert(tmp_path, teacher_ckpts):
 
     # tools/test.py evaluates the student on images alone.
     metrics_file = str(tmp_path / 'metrics.json')
-    run_tool('tools/test.py', MST_CFG, ckpt, '--work-dir', work, '--out', metrics_file,
+    run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
              '--cfg-options', f'model.teachers.mm.ckpt={teacher_ckpts["mm"]}',
              f'model.teachers.audio.ckpt={teacher_ckpts["audio"]}')
-    assert 0.0 <= json.load(open(metrics_file))['accuracy/top1'] <= 100.0
+    top1 = json.load(open(metrics_file))['accuracy/top1']
+    # the student validated at iteration 6 (same class scores, which other weights would
+    # not give, and the same logged accuracy) ...
+    predictions = load_predictions(dumps['test'])
+    assert_same_predictions(val_predictions, predictions, ['gt_label', 'pred_score'])
+    assert as_logged(top1) == val_top1
+    # ... whose accuracy is that of these predictions, counted here
+    correct = [int(p['pred_score'].argmax()) == int(p['gt_label'][0]) for p in predictions]
+    assert abs(top1 - 100.0 * sum(correct) / len(correct)) < 1e-4, top1
 
     # The student converts to a plain mmpretrain checkpoint that loads strictly.
     student_file = str(tmp_path / 'student.pth')
