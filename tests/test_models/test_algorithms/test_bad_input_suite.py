@@ -178,8 +178,17 @@ def test_empty_data_set_names_the_config_key(tmp_path, key):
         root=str(tmp_path / 'data')))
     work = tmp_path / 'work'
     if key == 'test_dataloader':
-        ckpt = tmp_path / 'never_read.pth'
-        ckpt.write_bytes(b'')  # the data set is built (and fails) before the checkpoint loads
+        # a real student checkpoint: tools/test.py checks the file and its fit first, then
+        # the data set is built (and fails) before the weights would be used
+        import torch
+        from mmengine.config import Config
+
+        from mmkd.utils.model_builder import build_task_model
+        student_cfg = Config.fromfile(osp.join(
+            root, 'configs/kd/student_resnet18-w8_digits-10pct_demo.py')).model.to_dict()
+        student, _ = build_task_model(dict(student_cfg, _scope_='mmpretrain'))
+        ckpt = tmp_path / 'student.pth'
+        torch.save({'state_dict': student.state_dict(), 'meta': {}}, ckpt)
         cmd = ['tools/test.py', str(cfg), str(ckpt)]
     else:
         cmd = ['tools/train.py', str(cfg)]
