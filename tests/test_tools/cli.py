@@ -138,3 +138,25 @@ def mean_iou(predictions, ignore_index=255):
             inter[c] = inter.get(c, 0) + int(((pred == c) & (gt == c)).sum())
             union[c] = union.get(c, 0) + int(((pred == c) | (gt == c)).sum())
     return 100.0 * sum(inter[c] / union[c] for c in union) / len(union)
+
+
+def check_test_run(out, metrics_file, metric_key, dump_file, val_predictions, val_metric,
+                   det):
+    """tools/test.py evaluated the student validated at the end of training: no empty
+    results, the same predictions (boxes and scores / logits: other weights, e.g. random
+    ones, would give others) and the same metric as logged then; every image has boxes
+    (detection) or the mIoU is the one counted here (mmseg rounds to 2 decimals)."""
+    import json
+    import math
+    assert 'results of the whole dataset is empty' not in out, out[-2000:]
+    metric = json.load(open(metrics_file))[metric_key]
+    assert isinstance(metric, float) and math.isfinite(metric), metric
+    predictions = load_predictions(dump_file)
+    assert_same_predictions(val_predictions, predictions,
+                            DET_PREDICTION_FIELDS if det else SEG_PREDICTION_FIELDS)
+    assert as_logged(metric) == val_metric
+    if det:
+        assert all(len(p['pred_instances']['scores']) > 0 for p in predictions)
+    else:
+        assert abs(metric - mean_iou(predictions)) < 0.006, (metric, mean_iou(predictions))
+    return metric

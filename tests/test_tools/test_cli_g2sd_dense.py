@@ -2,22 +2,16 @@
 G2SD-generic student encoder is converted to a dense backbone, the demo configs train a
 few iterations (FRS feature + objectness distillation with warm-up; CWD on logits), the
 student is tested with the task's metric and converted to a plain mmdet/mmseg model."""
-import json
-import math
 
 import pytest
 import torch
 
 from .cli import (
-    DET_PREDICTION_FIELDS,
-    SEG_PREDICTION_FIELDS,
-    as_logged,
-    assert_same_predictions,
+    check_test_run,
     config_dumping_predictions,
     last_checkpoint,
     load_predictions,
     logged_metric,
-    mean_iou,
     run_tool,
 )
 from .mae_distill_cli_helpers import convert_main, save_random
@@ -92,21 +86,8 @@ def run_flow(tmp_path, repo_root, root, backbone, config, student_base, teacher_
     metrics_file = str(tmp_path / 'metrics.json')
     out = run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
                    '--cfg-options', *options)
-    assert 'results of the whole dataset is empty' not in out, out[-2000:]
-    metric = json.load(open(metrics_file))[metric_key]
-    assert isinstance(metric, float) and math.isfinite(metric), metric
-    # test.py evaluated the student validated at the end of training: the same predictions
-    # (boxes and scores / logits: other weights, e.g. random ones, would give others) and
-    # the same metric as logged then
-    predictions = load_predictions(dumps['test'])
-    assert_same_predictions(val_predictions, predictions,
-                            DET_PREDICTION_FIELDS if det else SEG_PREDICTION_FIELDS)
-    assert as_logged(metric) == val_metric
-    if det:
-        assert all(len(p['pred_instances']['scores']) > 0 for p in predictions)
-    else:
-        # mIoU of these predictions, counted here (mmseg rounds to 2 decimals)
-        assert abs(metric - mean_iou(predictions)) < 0.006, (metric, mean_iou(predictions))
+    check_test_run(out, metrics_file, metric_key, dumps['test'], val_predictions,
+                   val_metric, det)
 
     student_file = str(tmp_path / 'student.pth')
     run_tool('tools/model_converters/convert_kd_ckpt_to_student.py', ckpt, student_file)

@@ -80,26 +80,6 @@ def _tiny_llava(model: dict) -> None:
             model[key]['vocab_size'] = _LLM['vocab_size']
 
 
-def _tiny_mae(model: dict) -> None:
-    """MAE ViT-L/B teachers and students at 2 blocks of width 64 (patch 16 kept)."""
-    def shrink(node):
-        if isinstance(node, dict):
-            if node.get('type') in ('MAEViT', 'VisionTransformer') and 'arch' in node:
-                node['arch'] = dict(embed_dims=64, num_layers=2, num_heads=2,
-                                    feedforward_channels=128)
-            if node.get('type') == 'MAEPretrainDecoder':
-                node.update(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
-                            decoder_num_heads=2)
-            if node.get('type') == 'MAEPretrainHead':
-                pass
-            for value in node.values():
-                shrink(value)
-        elif isinstance(node, list):
-            for value in node:
-                shrink(value)
-    shrink(model)
-
-
 def _img_size(side: int) -> Callable[[dict], None]:
     """Set every ViT ``img_size`` of the model to ``side`` (the position embeddings of
     MAE-style ViTs are fixed to it; at 512 or 1024 a CPU step takes minutes)."""

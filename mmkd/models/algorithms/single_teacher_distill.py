@@ -206,7 +206,7 @@ class SingleTeacherDistill(BaseAlgorithm):
         try:
             teacher(inputs, data_samples, mode='predict')
         except EarlyExit:
-            pass
+            pass  # every recorded tensor the losses need is there
         except Exception as err2:  # noqa: BLE001 (both failures are reported)
             raise RuntimeError(
                 f"the teacher ({type(teacher).__name__}) failed in teacher_forward_mode="

@@ -90,7 +90,8 @@ class OpenCLIPTower(BaseModel):
         self.embed_tap = nn.Identity()  # what distillers record (ModuleOutputs source)
 
     def _keep_tower(self, clip: nn.Module) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f'{type(self).__name__}: use OpenCLIPImageEncoder or '
+                                  'OpenCLIPTextEncoder; OpenCLIPTower is their base')
 
     # Weights ----------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -114,7 +115,8 @@ class OpenCLIPTower(BaseModel):
 
     # Modes ------------------------------------------------------------------------
     def extract(self, inputs) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f'{type(self).__name__}: use OpenCLIPImageEncoder or '
+                                  'OpenCLIPTextEncoder; OpenCLIPTower is their base')
 
     def forward(self, inputs, data_samples: Optional[List[BaseDataElement]] = None,
                 mode: str = 'tensor'):
