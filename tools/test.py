@@ -15,6 +15,8 @@ student to a plain config), and what was loaded is logged. A file that does not 
 or none of whose tensors match, stops with an error naming it; nothing is evaluated
 with random weights. ``--student NAME`` picks a student where the model or the
 checkpoint has several (``CollaborativeDistill``); it is also the student evaluated.
+Frozen teachers are not loaded (their checkpoints need not exist): only their structure
+is built, on the meta device, and the log says so.
 """
 import argparse
 import importlib.util
@@ -87,7 +89,11 @@ def main(argv=None):
     adapt_cfg_for_cpu_dist(cfg, args.launcher)
     init_cpu_dist_if_needed(args.launcher,
                             cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
-    runner = Runner.from_cfg(cfg)
+    # Testing evaluates the student: teachers are built as structure only, and their
+    # checkpoints are not read (mmkd.models.teachers.teachers_not_loaded).
+    from mmkd.models.teachers import teachers_not_loaded
+    with teachers_not_loaded('tools/test.py evaluates the student only'):
+        runner = Runner.from_cfg(cfg)
 
     from mmengine.model import is_model_wrapper
 

@@ -118,6 +118,16 @@ def _dataset_node(loader_cfg, key):
     return path, (node if isinstance(node, dict) else {})
 
 
+def cached_teacher_dir(loader_cfg) -> Optional[str]:
+    """The ``cache_dir`` of a CachedTeacherDataset in the training set (wrappers included)."""
+    node = (loader_cfg or {}).get('dataset')
+    while isinstance(node, dict):
+        if str(node.get('type', '')).split('.')[-1] == 'CachedTeacherDataset':
+            return node.get('cache_dir') or None
+        node = node.get('dataset')
+    return None
+
+
 def describe_empty_dataset(key: str, loader_cfg) -> str:
     """The error for an empty data set: its config key, type and where it looked."""
     path, node = _dataset_node(loader_cfg, key)
@@ -297,7 +307,17 @@ def main(argv=None):
     adapt_cfg_for_cpu_dist(cfg, args.launcher)
     init_cpu_dist_if_needed(args.launcher,
                             cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo'))
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    cache_dir = cached_teacher_dir(cfg.get('train_dataloader'))
+    if cache_dir is not None:
+        # The teacher's outputs are replayed from the cache: it is not loaded (nor run).
+        from mmkd.models.teachers import teachers_not_loaded
+        building = teachers_not_loaded(
+            f'the training set replays teacher outputs cached in {cache_dir!r} '
+            '(train_dataloader.dataset.cache_dir)')
+    else:
+        building = contextlib.nullcontext()
+    with building:
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if resume_note:
         runner.logger.info(resume_note)
     served, resumed = {}, None

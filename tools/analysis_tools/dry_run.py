@@ -715,12 +715,15 @@ class Report:
     predict_note: str = "mode='predict'"
     converted_tensors: int = 0
     batch_source: str = ''
+    init_from_teacher: str = ''
     problems: List[str] = field(default_factory=list)
 
     def lines(self) -> List[str]:
         out = [f'config: {self.config}', f'batch: {self.batch_source}']
         for item in self.dropped:
             out.append(f'  random init: dropped {item}')
+        if self.init_from_teacher:
+            out.append(f'  {self.init_from_teacher}')
         out.append('distillation terms (tensor shapes after connectors):')
         for term in self.declared:
             value = self.log_vars.get(term)
@@ -860,6 +863,29 @@ def _build_optim_wrapper(model, cfg):
 DEFAULT_SIZE = dict(det=64, seg=32, cls=32, mae=32)
 
 
+def make_batch(model: nn.Module, cfg, config: str, size: int, tiny: bool) -> tuple:
+    """A training batch of two samples for ``model``; returns (data, description)."""
+    students = student_of(model)
+    if type(model).__name__ == 'SemiSupervisedDistill':
+        first = next(iter(students.values()))
+        data = dict(labelled=synthetic_batch(first, size, seed=1),
+                    unlabelled=[synthetic_batch(first, size, seed=2, labelled=False),
+                                synthetic_batch(first, size, seed=3, labelled=False)])
+        return data, f'synthetic seg batches, 2 labelled + 2 x 2 unlabelled, {size}x{size}'
+    if _modal_shapes(cfg, config) is not None and embedded_batch(cfg) is None:
+        return multimodal_batch(model, cfg, config), 'synthetic multi-modal batch (shapes of MODAL_SHAPES)'
+    if _clip_of(model) is not None and embedded_batch(cfg) is None:
+        return clip_batch(model, cfg), '2 image-caption pairs of DigitsShapesCaptions at the tower size'
+    if _llava_of(model) is not None:
+        return (llava_batch(model, cfg, word_tokenizer=tiny),
+                '2 questions of ShapesVQADataset, packed for this tower')
+    data = embedded_batch(cfg)
+    if data is not None:
+        return data, f"2 samples of {cfg.train_dataloader.dataset.get('type')}"
+    first = next(iter(students.values()))
+    return synthetic_batch(first, size), f'synthetic {task_of(first)} batch, 2 x {size}x{size}'
+
+
 def dry_run(config: str, tiny: Optional[bool] = None, size: Optional[int] = None,
             cfg_options: Optional[dict] = None,
             batch_fn: Optional[Callable[[nn.Module, Any], dict]] = None) -> Report:
@@ -877,6 +903,9 @@ def _dry_run(config, tiny, size, cfg_options, batch_fn) -> Report:
         model, model_cfg, report.dropped = build_model(cfg, tiny=tiny, config=config)
     except (KeyError, TypeError, ValueError, FileNotFoundError, AttributeError) as err:
         raise ConfigBuildError(config, err) from err
+    init_report = getattr(model, 'init_from_teacher_report', None)
+    if init_report is not None:
+        report.init_from_teacher = init_report.line()
     students = student_of(model)
     report.dropped += _shrink_zero_shot(model)
     size = size or (tiny and tiny_size(config)) or DEFAULT_SIZE[task_of(next(iter(students.values())))]
@@ -887,29 +916,8 @@ def _dry_run(config, tiny, size, cfg_options, batch_fn) -> Report:
 
     if batch_fn is not None:
         data, report.batch_source = batch_fn(model, cfg), 'given'
-    elif type(model).__name__ == 'SemiSupervisedDistill':
-        first = next(iter(students.values()))
-        data = dict(labelled=synthetic_batch(first, size, seed=1),
-                    unlabelled=[synthetic_batch(first, size, seed=2, labelled=False),
-                                synthetic_batch(first, size, seed=3, labelled=False)])
-        report.batch_source = (f'synthetic seg batches, 2 labelled + 2 x 2 unlabelled, '
-                               f'{size}x{size}')
-    elif _modal_shapes(cfg, config) is not None and embedded_batch(cfg) is None:
-        data = multimodal_batch(model, cfg, config)
-        report.batch_source = 'synthetic multi-modal batch (shapes of MODAL_SHAPES)'
-    elif _clip_of(model) is not None and embedded_batch(cfg) is None:
-        data = clip_batch(model, cfg)
-        report.batch_source = '2 image-caption pairs of DigitsShapesCaptions at the tower size'
-    elif _llava_of(model) is not None:
-        data = llava_batch(model, cfg, word_tokenizer=tiny)
-        report.batch_source = '2 questions of ShapesVQADataset, packed for this tower'
     else:
-        data = embedded_batch(cfg)
-        report.batch_source = f"2 samples of {cfg.train_dataloader.dataset.get('type')}"
-        if data is None:
-            first = next(iter(students.values()))
-            data = synthetic_batch(first, size)
-            report.batch_source = f'synthetic {task_of(first)} batch, 2 x {size}x{size}'
+        data, report.batch_source = make_batch(model, cfg, config, size, tiny)
 
     optim_wrapper = _build_optim_wrapper(model, cfg)
     teacher_before = {n: {k: v.detach().clone() for k, v in t.state_dict().items()}

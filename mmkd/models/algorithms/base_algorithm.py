@@ -11,6 +11,8 @@ from torch import nn
 from mmkd.registry import MODELS
 from mmkd.utils.model_builder import build_in_scope, build_task_model
 
+from ..teachers import TeacherSet
+
 ForwardResults = Union[Dict[str, torch.Tensor], List[BaseDataElement], torch.Tensor]
 
 
@@ -77,6 +79,27 @@ class BaseAlgorithm(BaseModel):
     @property
     def student(self) -> nn.Module:
         return self.architecture
+
+    # Frozen teachers: held in TeacherSets, which the module tree does not see ------------
+    def _teacher_sets(self) -> List[TeacherSet]:
+        return [v for v in self.__dict__.values() if isinstance(v, TeacherSet)]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for teachers in self._teacher_sets():
+            teachers.apply(fn, *args, **kwargs)  # .to()/.cuda()/.half() move them too
+        return self
+
+    def _set_device(self, device: torch.device) -> None:
+        super()._set_device(device)
+        for teachers in self._teacher_sets():
+            teachers.set_device(device)
+
+    def train(self, mode: bool = True) -> 'BaseAlgorithm':
+        super().train(mode)
+        for teachers in self._teacher_sets():
+            teachers.eval()  # never leave eval mode, whatever the runner asks
+        return self
 
     def get_layer_depth(self, param_name: str):
         """Layer-wise lr decay (mmpretrain's constructor) sees the student's layers."""

@@ -1,7 +1,6 @@
 """LLaVA-KD: distil a large LLaVA-style model into a small one (MDist + RDist)."""
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -9,12 +8,10 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from mmkd.registry import MODELS
-from mmkd.utils.checkpoint import load_teacher_weights
-from mmkd.utils.model_builder import build_task_model
 
+from ..teachers import TeacherPrecision, TeacherSet
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses, freeze
-from .teacher_precision import TeacherPrecision
+from .single_teacher_distill import check_finite_losses
 
 RDIST_SOURCES = ('logits', 'image_features')
 
@@ -89,15 +86,17 @@ class LlavaKDDistill(BaseAlgorithm):
         self.mdist = _build_loss(mdist, 'LlavaKDDistill.mdist')
         self.rdist = _build_loss(rdist, 'LlavaKDDistill.rdist')
 
-        teacher_model, _ = build_task_model(teacher, key='teacher')
-        if teacher_ckpt:
-            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt',
-                                 strict=teacher_ckpt_strict)
-        elif not getattr(teacher, 'pretrained', None) and not (
-                isinstance(teacher, dict) and teacher.get('pretrained')):
-            warnings.warn('LlavaKDDistill: no teacher_ckpt (nor teacher pretrained) given, the '
-                          'teacher keeps random weights (fine for tests, wrong for training)',
-                          stacklevel=2)
+        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
+        # A TeacherSet hides the teacher from nn.Module registration (see SingleTeacherDistill).
+        self.teacher_set = TeacherSet(self.teacher_precision, owner=type(self).__name__)
+        pretrained = getattr(teacher, 'pretrained', None) or (
+            isinstance(teacher, dict) and teacher.get('pretrained'))
+        # init_weights=False: the LLaVA model initialises itself when built (transformers).
+        teacher_model = self.teacher_set.add(
+            'teacher', teacher, teacher_ckpt, key='teacher', strict=teacher_ckpt_strict,
+            init_weights=False, missing_ckpt_warning=None if pretrained else
+            'LlavaKDDistill: no teacher_ckpt (nor teacher pretrained) given, the teacher keeps '
+            'random weights (fine for tests, wrong for training)')
         for name, model in (('teacher', teacher_model), ('architecture', self.architecture)):
             if not hasattr(model, 'forward_features'):
                 raise TypeError(f'LlavaKDDistill.{name} must be a LlavaModel (with forward_features), '
@@ -109,26 +108,12 @@ class LlavaKDDistill(BaseAlgorithm):
                 'LlavaKDDistill: teacher and student must produce the same number of visual tokens '
                 f'per image (teacher {teacher_model.num_image_tokens}, architecture '
                 f'{self.architecture.num_image_tokens}): MDist and RDist compare them token by token')
-        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
-        # A list hides the teacher from nn.Module registration (see SingleTeacherDistill).
-        self._teacher_box: List[nn.Module] = [self.teacher_precision.prepare(freeze(teacher_model))]
         # Persistent, so StopDistillHook's decision survives a resume.
         self.register_buffer('distillation_stopped', torch.tensor(False))
 
     @property
     def teacher(self) -> nn.Module:
-        return self._teacher_box[0]
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
-        self.teacher_precision.prepare(self.teacher)  # `.float()` must not undo 'cast'
-        return self
-
-    def train(self, mode: bool = True) -> 'LlavaKDDistill':
-        super().train(mode)
-        self.teacher.eval()
-        return self
+        return self.teacher_set['teacher']
 
     def _rdist_tokens(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
         if self.rdist_source == 'image_features':
@@ -142,11 +127,10 @@ class LlavaKDDistill(BaseAlgorithm):
         from ..wrappers.llava import causal_lm_loss
         distill = not bool(self.distillation_stopped) and (self.mdist is not None or self.rdist is not None)
         if distill:
-            precision = self.teacher_precision
             device = inputs['input_ids'].device
-            teacher = precision.follow_device(self.teacher, device)  # FSDP leaves it where it was
-            with torch.no_grad(), precision.context(device):
-                t = teacher.forward_features(precision.cast_inputs(inputs))
+            teacher = self.teacher_set.ready('teacher', device)  # FSDP leaves it where it was
+            with self.teacher_set.forward_context(device):
+                t = teacher.forward_features(self.teacher_precision.cast_inputs(inputs))
         s = self.architecture.forward_features(inputs)
         losses = {'loss_ce': self.ce_weight * causal_lm_loss(s['logits'], s['labels'])}
         if distill:

@@ -1,7 +1,6 @@
 """LLaVA-MoD: a sparse (MoE) multimodal student distilled from a dense LLaVA teacher."""
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -9,14 +8,13 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from mmkd.registry import MODELS
-from mmkd.utils.checkpoint import load_state_dict_file, load_teacher_weights
-from mmkd.utils.model_builder import build_task_model
+from mmkd.utils.checkpoint import load_state_dict_file
 
 from ..llm.moe import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
 from ..losses.preference_losses import sequence_log_probs
+from ..teachers import TeacherPrecision, TeacherSet
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses, freeze
-from .teacher_precision import TeacherPrecision
+from .single_teacher_distill import check_finite_losses
 
 STAGES = ('mimic', 'preference')
 _MOE_KEYS = ('num_experts', 'top_k', 'layers', 'aux_loss_coef', 'decoder_layers', 'balance_count',
@@ -146,20 +144,19 @@ class LlavaMoDDistill(BaseAlgorithm):
         self.student_trainable = self._set_student_trainable(student_trainable)
 
         # Teacher: built, loaded, frozen, hidden from the module tree.
-        teacher_model, _ = build_task_model(teacher, key='teacher')
-        if teacher_ckpt:
-            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt', strict=teacher_ckpt_strict)
-        else:
-            warnings.warn('LlavaMoDDistill: no teacher_ckpt given, the teacher keeps its initial '
-                          'weights (fine for tests, wrong for real training)', stacklevel=2)
+        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
+        self.teacher_set = TeacherSet(self.teacher_precision, owner=type(self).__name__)
+        # init_weights=False: the LLaVA model initialises itself when built (transformers).
+        teacher_model = self.teacher_set.add(
+            'teacher', teacher, teacher_ckpt, key='teacher', strict=teacher_ckpt_strict,
+            init_weights=False, missing_ckpt_warning='LlavaMoDDistill: no teacher_ckpt given, '
+            'the teacher keeps its initial weights (fine for tests, wrong for real training)')
         if not hasattr(teacher_model, 'forward_features'):
             raise TypeError('LlavaMoDDistill.teacher must be an LlavaModel, got '
                             f'{type(teacher_model).__name__}')
         if check_vocabulary:
             from ..wrappers.llava import check_same_vocabulary
             check_same_vocabulary(teacher_model, student)
-        self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
-        self._teacher_box: List[nn.Module] = [self.teacher_precision.prepare(freeze(teacher_model))]
 
         mimic_loss = dict(type='MimicKLLoss') if mimic_loss is None else mimic_loss
         preference_loss = dict(type='DPOLoss', beta=0.1) if preference_loss is None else preference_loss
@@ -252,23 +249,12 @@ class LlavaMoDDistill(BaseAlgorithm):
     # the hidden teacher ----------------------------------------------------------------
     @property
     def teacher(self) -> nn.Module:
-        return self._teacher_box[0]
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
-        self.teacher_precision.prepare(self.teacher)  # `.float()` must not undo 'cast'
-        return self
-
-    def train(self, mode: bool = True) -> 'LlavaMoDDistill':
-        super().train(mode)
-        self.teacher.eval()
-        return self
+        return self.teacher_set['teacher']
 
     def _teacher_features(self, batch: dict) -> Dict[str, torch.Tensor]:
         device = batch['input_ids'].device
-        teacher = self.teacher_precision.follow_device(self.teacher, device)
-        with torch.no_grad(), self.teacher_precision.context(device):
+        teacher = self.teacher_set.ready('teacher', device)
+        with self.teacher_set.forward_context(device):
             feats = teacher.forward_features(self.teacher_precision.cast_inputs(batch))
         return {k: v for k, v in feats.items() if k in ('logits', 'labels', 'attention_mask')}
 

@@ -237,13 +237,19 @@ class MaskedImageDistill(SingleTeacherDistill):
             inputs = inputs[0]
         if isinstance(teacher_inputs, (list, tuple)):
             teacher_inputs = teacher_inputs[0]
+        if data_samples and any(getattr(s, 'teacher_outputs', None) is not None
+                                for s in data_samples):
+            raise ValueError(
+                'MaskedImageDistill cannot train from cached teacher outputs: the teacher reads '
+                'the image under the random mask drawn at each step, so no stored output fits. '
+                'Remove CachedTeacherDataset from train_dataloader (or set its cache_dir=None).')
         masks = self.draw_mask(inputs)
         distill = not bool(self.distillation_stopped)
         if distill:
             t_inputs = inputs if teacher_inputs is None else teacher_inputs
             precision = self.teacher_precision
-            teacher = precision.follow_device(self.teacher, t_inputs.device)
-            with torch.no_grad(), precision.context(t_inputs.device), \
+            teacher = self.teacher_set.ready('teacher', t_inputs.device)
+            with self.teacher_set.forward_context(t_inputs.device), \
                     self.distiller.teacher_recorders:
                 self.run_mae(teacher, precision.cast_inputs(t_inputs), masks, with_loss=False)
         losses: Dict[str, torch.Tensor] = {}

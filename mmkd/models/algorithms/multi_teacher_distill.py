@@ -6,7 +6,6 @@ official code github.com/Gray-OREO/MST-Distill (``main-MST-Distill.py``).
 """
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Union
 
@@ -15,12 +14,11 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from mmkd.registry import MODELS
-from mmkd.utils.checkpoint import load_teacher_weights
-from mmkd.utils.model_builder import build_task_model
 
 from ..losses.mst_losses import kl_per_sample
 from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
+from ..teachers import TeacherSet, build_teacher, first_device
 from .base_algorithm import BaseAlgorithm
 from .multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
 from .single_teacher_distill import check_finite_losses
@@ -134,13 +132,13 @@ class MultiTeacherDistill(BaseAlgorithm):
         models: Dict[str, nn.Module] = OrderedDict()
         self.teacher_input_keys: Dict[str, object] = {}
         self.teacher_recorders: Dict[str, Optional[ModuleOutputs]] = {}
+        # Frozen teachers live in a TeacherSet, which hides them from the module tree
+        # (see class docstring); co-trained ones are trained, so they are submodules.
+        self.teacher_set = TeacherSet(owner=type(self).__name__)
         for name, cfg in teachers.items():
             models[name] = self._build_teacher(name, cfg)
         if cotrain_teachers:
             self.teacher_models = nn.ModuleDict(models)
-        else:
-            # A list hides the teachers from nn.Module registration (see class docstring).
-            self._teacher_box: List[Dict[str, nn.Module]] = [models]
         for model in models.values():
             model.eval()
             model.requires_grad_(False)
@@ -183,17 +181,15 @@ class MultiTeacherDistill(BaseAlgorithm):
         unknown = sorted(set(cfg) - set(_TEACHER_KEYS))
         if unknown:
             raise KeyError(f'{where}: unknown keys {unknown}; valid: {list(_TEACHER_KEYS)}')
-        model, _ = build_task_model(cfg['model'], key=f'{where}.model')
-        ckpt = cfg.get('ckpt')
-        if ckpt:
-            load_teacher_weights(model, ckpt, key=f'{where}.ckpt')
+        kwargs = dict(key=f'{where}.model', ckpt_key=f'{where}.ckpt')
+        if self.cotrain_teachers:  # trained here: its weights are in this model's checkpoint
+            model, _ = build_teacher(cfg['model'], cfg.get('ckpt'), structure_only_allowed=False,
+                                     **kwargs)
         else:
-            if hasattr(model, 'init_weights'):
-                model.init_weights()
-            if not self.cotrain_teachers:
-                warnings.warn(f'MultiTeacherDistill: {where}.ckpt is not given, the teacher '
-                              'keeps its initial weights (fine for tests, wrong for real '
-                              'training)', stacklevel=3)
+            model = self.teacher_set.add(
+                name, cfg['model'], cfg.get('ckpt'), **kwargs,
+                missing_ckpt_warning=f'MultiTeacherDistill: {where}.ckpt is not given, the '
+                'teacher keeps its initial weights (fine for tests, wrong for real training)')
         if not hasattr(model, 'data_preprocessor'):
             raise TypeError(f'{where}.model: {type(model).__name__} has no data_preprocessor; '
                             'teachers must be mmengine BaseModels')
@@ -257,21 +253,7 @@ class MultiTeacherDistill(BaseAlgorithm):
     def teachers(self) -> Dict[str, nn.Module]:
         if self.cotrain_teachers:
             return dict(self.teacher_models.items())
-        return self._teacher_box[0]
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        if not self.cotrain_teachers:
-            for teacher in self._teacher_box[0].values():
-                teacher._apply(fn, *args, **kwargs)
-        return self
-
-    def _set_device(self, device: torch.device) -> None:
-        super()._set_device(device)
-        if not self.cotrain_teachers:  # hidden teachers hold their own preprocessors
-            for teacher in self._teacher_box[0].values():
-                if hasattr(teacher, '_set_device'):
-                    teacher._set_device(device)
+        return self.teacher_set.as_dict()
 
     def train(self, mode: bool = True) -> 'MultiTeacherDistill':
         super().train(mode)
@@ -304,7 +286,10 @@ class MultiTeacherDistill(BaseAlgorithm):
         return super().forward(inputs, data_samples, mode=mode, **kwargs)
 
     def _teacher_logits(self, name: str, inputs, data_samples) -> torch.Tensor:
-        teacher = self.teachers[name]
+        if name in self.teacher_set:  # frozen (else co-trained: a submodule)
+            teacher = self.teacher_set.ready(name, first_device(inputs, torch.device('cpu')))
+        else:
+            teacher = self.teachers[name]
         recorder = self.teacher_recorders[name]
         if recorder is None:
             out = teacher(inputs, data_samples, mode='tensor')

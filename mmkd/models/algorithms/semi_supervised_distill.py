@@ -7,7 +7,6 @@ official code github.com/JayQine/MGD-SSSS.
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -17,13 +16,12 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from mmkd.registry import MODELS
-from mmkd.utils.checkpoint import load_teacher_weights
-from mmkd.utils.model_builder import build_task_model
 
 from ..recorders import ModuleOutputs
+from ..teachers import TeacherSet
 from ..utils.cutmix import BoxMaskGenerator, cutmix
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses, freeze
+from .single_teacher_distill import check_finite_losses
 
 TEACHERS = ('wide', 'deep')
 #: the official Cityscapes ResNet-18 weights (lambda_1 = 0.001, lambda_2 = 100)
@@ -173,13 +171,17 @@ class SemiSupervisedDistill(BaseAlgorithm):
         self.check_finite = check_finite
         self.labelled_consistency = labelled_consistency
 
-        teachers = {}
+        # A TeacherSet hides the teachers from nn.Module registration (see class docstring).
+        self.teacher_set = TeacherSet(owner=type(self).__name__)
         for name, cfg, ckpt in (('wide', wide_teacher, wide_teacher_ckpt),
                                 ('deep', deep_teacher, deep_teacher_ckpt)):
-            teachers[name] = self._build_teacher(name, cfg, ckpt, teacher_ckpt_strict)
+            key = f'{name}_teacher'
+            self.teacher_set.add(
+                name, cfg, ckpt, key=key, strict=teacher_ckpt_strict,
+                missing_ckpt_warning=f'SemiSupervisedDistill: no {key}_ckpt given, the {name} '
+                'teacher keeps its initial weights (fine for tests, wrong for real training)')
+        teachers = self.teacher_set.as_dict()
         self._check_normalisation(teachers)
-        # A list hides the teachers from nn.Module registration (see class docstring).
-        self._teacher_box: List[Dict[str, nn.Module]] = [teachers]
 
         self.loss_pixel = _build_loss(loss_pixel, 'loss_pixel')
         self.loss_semantic = _build_loss(loss_semantic, 'loss_semantic')
@@ -211,20 +213,6 @@ class SemiSupervisedDistill(BaseAlgorithm):
                                             'teacher_feat_source')
 
     # Building -----------------------------------------------------------------------
-    @staticmethod
-    def _build_teacher(name: str, cfg, ckpt: Optional[str], strict: bool) -> nn.Module:
-        key = f'{name}_teacher'
-        model, _ = build_task_model(cfg, key=key)
-        if ckpt:
-            load_teacher_weights(model, ckpt, key=f'{key}_ckpt', strict=strict)
-        else:
-            if hasattr(model, 'init_weights'):
-                model.init_weights()
-            warnings.warn(f'SemiSupervisedDistill: no {key}_ckpt given, the {name} teacher keeps '
-                          'its initial weights (fine for tests, wrong for real training)',
-                          stacklevel=3)
-        return freeze(model)
-
     def _check_normalisation(self, teachers: Dict[str, nn.Module]) -> None:
         student_pp = self.data_preprocessor.preprocessor
         for name, teacher in teachers.items():
@@ -250,19 +238,7 @@ class SemiSupervisedDistill(BaseAlgorithm):
     # The hidden teachers --------------------------------------------------------------
     @property
     def teachers(self) -> Dict[str, nn.Module]:
-        return self._teacher_box[0]
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for teacher in self.teachers.values():
-            teacher._apply(fn, *args, **kwargs)
-        return self
-
-    def train(self, mode: bool = True) -> 'SemiSupervisedDistill':
-        super().train(mode)
-        for teacher in self.teachers.values():
-            teacher.eval()  # never leaves eval mode, whatever the runner asks
-        return self
+        return self.teacher_set.as_dict()
 
     # Forward pieces --------------------------------------------------------------------
     def _resize(self, logits: torch.Tensor, size) -> torch.Tensor:
@@ -289,7 +265,7 @@ class SemiSupervisedDistill(BaseAlgorithm):
         ``dict(logits=[per batch, input size], feat=<decoder feature of batch
         feat_of> or None)``.
         """
-        teacher = self.teachers[name]
+        teacher = self.teacher_set.ready(name, batches[0].device)
         sizes = [b.shape[0] for b in batches]
         shapes = {tuple(b.shape[-2:]) for b in batches}
         record_feat = feat_of is not None and name == 'wide' and self.wide_feat is not None

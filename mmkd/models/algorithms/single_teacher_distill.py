@@ -1,7 +1,6 @@
 """Distillation from one frozen teacher into one student."""
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -9,13 +8,14 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from mmkd.registry import MODELS
-from mmkd.utils.checkpoint import load_teacher_weights
-from mmkd.utils.model_builder import build_task_model
 
 from ..recorders import EarlyExit
+from ..teachers import TeacherPrecision, TeacherSet, first_device
+from ..teachers import freeze as freeze  # noqa: PLC0414 (re-exported: old import path)
+from ..utils.init_from_teacher import check_init_from_teacher
+from ..utils.init_from_teacher import init_student_from_teacher as inherit_from_teacher
 from .base_algorithm import BaseAlgorithm
 from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
-from .teacher_precision import TeacherPrecision, first_device
 
 _TEACHER_MODES = ('tensor', 'loss', 'predict')
 
@@ -49,14 +49,6 @@ def check_finite_losses(losses: Dict) -> None:
             f'non-finite loss at training iteration {step}: {", ".join(bad)}. Training '
             'stopped before the optimizer step; the last checkpoint on disk is untouched. '
             'Lower the learning rate or the loss weight, or check the data.')
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Make ``module`` a constant: no grad, eval mode (BN/dropout frozen)."""
-    module.eval()
-    for param in module.parameters():
-        param.requires_grad_(False)
-    return module
 
 
 @MODELS.register_module()
@@ -102,6 +94,14 @@ class SingleTeacherDistill(BaseAlgorithm):
             cast back to fp32 before connectors and losses.
         teacher_precision_mode (str): 'autocast' (default; fp32 weights, autocast
             forward) or 'cast' (weights stored in the reduced dtype: half the memory).
+        init_student_from_teacher (list | dict, optional): student modules to
+            initialise from the teacher where shapes match, after the student's own
+            ``init_weights`` (MGD's / FGD's ``init_student``, ACAM-KD's "inheriting
+            strategy"), e.g. ``['neck', 'bbox_head']`` or ``dict(modules={'neck':
+            'neck'}, on_shape_mismatch='skip' | 'error')``. Names are checked at build;
+            the copy happens in :meth:`init_weights`, which mmengine's Runner calls
+            before ``load_or_resume``, so a resumed run keeps its checkpoint. One log
+            line counts the copied and skipped tensors.
         data_preprocessor (dict, optional): overrides the student's.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -120,6 +120,7 @@ class SingleTeacherDistill(BaseAlgorithm):
                  teacher_early_exit: bool = True,
                  teacher_precision: str = 'fp32',
                  teacher_precision_mode: str = 'autocast',
+                 init_student_from_teacher: Optional[Union[dict, list]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(architecture, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -133,19 +134,13 @@ class SingleTeacherDistill(BaseAlgorithm):
         # Kept to fingerprint the teacher against a cache of its outputs.
         self._teacher_cfg, self._teacher_ckpt = teacher, teacher_ckpt
         self._checked_cache_fingerprint = None
-        teacher_model, teacher_info = build_task_model(teacher, key='teacher')
-        if hasattr(teacher_model, 'init_weights') and teacher_ckpt is None:
-            teacher_model.init_weights()
-        if teacher_ckpt:
-            load_teacher_weights(teacher_model, teacher_ckpt, key='teacher_ckpt',
-                                 strict=teacher_ckpt_strict, trusted=teacher_ckpt_trusted)
-        else:
-            warnings.warn('SingleTeacherDistill: no teacher_ckpt given, the teacher keeps '
-                          'its initial weights (fine for tests, wrong for real training)',
-                          stacklevel=2)
-        # A list hides the teacher from nn.Module registration (see class docstring).
-        self._teacher_box: List[nn.Module] = [
-            self.teacher_precision.prepare(freeze(teacher_model))]
+        self.teacher_set = TeacherSet(self.teacher_precision, owner=type(self).__name__)
+        self.teacher_set.add(
+            'teacher', teacher, teacher_ckpt, key='teacher', strict=teacher_ckpt_strict,
+            trusted=teacher_ckpt_trusted,
+            missing_ckpt_warning='SingleTeacherDistill: no teacher_ckpt given, the teacher '
+            'keeps its initial weights (fine for tests, wrong for real training)')
+        teacher_info = self.teacher_set.info('teacher')
 
         teacher_pp = build_preprocessor(teacher_data_preprocessor, 'teacher_data_preprocessor',
                                         teacher_info['scope'])
@@ -162,29 +157,41 @@ class SingleTeacherDistill(BaseAlgorithm):
             self.distiller.teacher_recorders.set_early_exit(self.distiller.teacher_record_needs())
         # Persistent, so StopDistillHook's decision survives a resume.
         self.register_buffer('distillation_stopped', torch.tensor(False))
+        # Checked now (names, form); applied in init_weights.
+        check_init_from_teacher(self.architecture, self.teacher, init_student_from_teacher)
+        self._init_student_from_teacher = init_student_from_teacher
+        self.init_from_teacher_report = None
 
     # The hidden teacher ------------------------------------------------------------
     @property
     def teacher(self) -> nn.Module:
-        return self._teacher_box[0]
+        return self.teacher_set['teacher']
 
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
-        self.teacher_precision.prepare(self.teacher)  # `.float()` must not undo 'cast'
-        return self
+    def init_weights(self) -> None:
+        """The student's own initialisation, then ``init_student_from_teacher``.
 
-    def train(self, mode: bool = True) -> 'SingleTeacherDistill':
-        super().train(mode)
-        self.teacher.eval()  # never leaves eval mode, whatever the runner asks
-        return self
+        mmengine's Runner calls this once, before ``load_or_resume``: a resumed or
+        ``load_from`` run ends with its checkpoint's weights, not the teacher's.
+        """
+        first_call = not self.is_init  # mmengine initialises a module once
+        super().init_weights()
+        if not (first_call and self._init_student_from_teacher):
+            return
+        if not self.teacher_set.loaded:  # tools/test.py: the checkpoint's weights follow
+            from mmengine.logging import print_log
+            print_log('init_student_from_teacher is skipped: the teacher was not loaded '
+                      f"({self.teacher_set.info('teacher')['not_loaded_reason']})",
+                      logger='current', level=30)
+            return
+        self.init_from_teacher_report = inherit_from_teacher(
+            self.architecture, self.teacher, self._init_student_from_teacher)
 
     # Steps -----------------------------------------------------------------------
     def _teacher_forward(self, inputs: torch.Tensor, data_samples) -> None:
         precision = self.teacher_precision
         device = first_device(inputs, torch.device('cpu'))
-        teacher = precision.follow_device(self.teacher, device)
-        with torch.no_grad(), precision.context(device), self.distiller.teacher_recorders:
+        teacher = self.teacher_set.ready('teacher', device)
+        with self.teacher_set.forward_context(device), self.distiller.teacher_recorders:
             try:
                 teacher(precision.cast_inputs(inputs), data_samples,
                         mode=self.teacher_forward_mode)
@@ -222,7 +229,7 @@ class SingleTeacherDistill(BaseAlgorithm):
             'config to make this explicit.', logger='current', level=30)
 
     def teacher_fingerprint(self) -> str:
-        from mmkd.datasets.cached_teacher import teacher_fingerprint
+        from mmkd.utils.fingerprint import teacher_fingerprint
         return teacher_fingerprint(self._teacher_cfg, self._teacher_ckpt,
                                    self.distiller.teacher_sources())
 
@@ -236,6 +243,10 @@ class SingleTeacherDistill(BaseAlgorithm):
                 f'teacher_ckpt={self._teacher_ckpt!r} or recorded sources differ (cache '
                 f'fingerprint {str(fingerprint)[:12]} != {mine[:12]}). Rebuild the cache with '
                 '`python tools/cache_teacher.py CONFIG --out DIR`.')
+        if self._checked_cache_fingerprint is None:
+            from mmengine.logging import print_log
+            print_log(f'teacher outputs come from the cache (teacher fingerprint {mine[:12]}): '
+                      'no teacher forward in training', logger='current', level=20)
         self._checked_cache_fingerprint = fingerprint
 
     def loss(self,

@@ -1,0 +1,6 @@
+"""Frozen teachers: built, loaded, frozen, hidden and run in one place (see teacher_set)."""
+from .precision import TeacherPrecision, first_device
+from .teacher_set import TeacherSet, build_teacher, freeze, teachers_not_loaded
+
+__all__ = ['TeacherPrecision', 'TeacherSet', 'build_teacher', 'first_device', 'freeze',
+           'teachers_not_loaded']
