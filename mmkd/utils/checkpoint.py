@@ -97,6 +97,77 @@ def check_checkpoint_file(path: str, key: Optional[str] = None,
         'torch.save / an mmengine run (e.g. work_dirs/NAME/iter_N.pth).')
 
 
+SAFETENSORS_SUFFIX = '.safetensors'
+
+
+def is_safetensors_file(path: str) -> bool:
+    """Whether ``path`` is (or is named as) a safetensors file.
+
+    A safetensors file starts with the length of its json header (8 bytes,
+    little-endian) followed by the header's ``{``; a file named ``*.safetensors`` counts
+    too, so that an empty or broken one is reported as a broken safetensors file.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    path = os.fspath(path)
+    if path.endswith(SAFETENSORS_SUFFIX):
+        return True
+    if not osp.isfile(path):
+        return False
+    try:
+        size = osp.getsize(path)
+        with open(path, 'rb') as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9 or head[8:9] != b'{':
+        return False
+    return 2 <= int.from_bytes(head[:8], 'little') <= size - 8
+
+
+def load_safetensors_file(path: str, key: Optional[str] = None, origin: Optional[str] = None,
+                          map_location=None) -> Dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (``safetensors.torch.load_file``).
+
+    safetensors holds tensors and a json header only, no pickle, so no allow-list is
+    needed. Tensors are read on the CPU and moved to ``map_location`` when it names
+    a device.
+
+    Raises:
+        CheckpointNotFoundError: ``path`` does not exist.
+        ImportError: the ``safetensors`` package is not installed (named with the fix).
+        CheckpointFileError: a folder, an empty, truncated or corrupt file.
+    """
+    shown = named(key, path, origin)
+    if not osp.exists(path):
+        raise CheckpointNotFoundError(f'{shown} does not exist')
+    if osp.isdir(path):
+        raise CheckpointFileError(f'{shown} is a directory, not a checkpoint file; pass the '
+                                  '.safetensors file itself')
+    if osp.getsize(path) == 0:
+        raise CheckpointFileError(f'{shown} is empty (0 bytes), not a safetensors file: an '
+                                  'interrupted copy, download or save?')
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ImportError(
+            f'{shown} is a .safetensors file and reading it needs the safetensors package: '
+            '`pip install safetensors` (transformers installs it), or convert it once where it '
+            'is installed: torch.save(safetensors.torch.load_file(FILE), FILE_PTH)') from None
+    try:
+        state = load_file(path, device='cpu')
+    except Exception as err:  # safetensors raises its own SafetensorError, OSError, ...
+        text = str(err).strip().splitlines()
+        raise CheckpointFileError(
+            f'{shown} is not a readable safetensors file: it is truncated or corrupt '
+            f'({type(err).__name__}: {(text[0] if text else "")[:300]}). Pass a complete '
+            '.safetensors file (written by safetensors.torch.save_file / save_pretrained).'
+        ) from None
+    if isinstance(map_location, (str, torch.device)) and str(map_location) != 'cpu':
+        state = {k: v.to(map_location) for k, v in state.items()}
+    return state
+
+
 def _opt_in_hint() -> str:
     return ('If you trust the file, opt in explicitly: `teacher_ckpt_trusted=True` in the model '
             f'config for a `teacher_ckpt`, the environment variable {TRUST_ENV}=1 for `load_from`, '
@@ -108,6 +179,9 @@ def _opt_in_hint() -> str:
 def safe_torch_load(path: str, map_location: Optional[str] = 'cpu', trusted: bool = False,
                     origin: Optional[str] = None, key: Optional[str] = None) -> dict:
     """``torch.load(weights_only=True)`` with mmengine's types allow-listed.
+
+    A ``.safetensors`` file (by name or by content) is read with
+    :func:`load_safetensors_file` instead (a dict of tensors).
 
     A checkpoint whose pickle references anything else (a function that would run
     on load, an arbitrary class) is refused with :class:`UnsafeCheckpointError`,
@@ -133,6 +207,8 @@ def safe_torch_load(path: str, map_location: Optional[str] = 'cpu', trusted: boo
             (see :func:`check_checkpoint_file`); the message names ``key`` and the file.
     """
     shown = named(key, path, origin)
+    if is_safetensors_file(path):  # no pickle at all: nothing to allow-list
+        return load_safetensors_file(path, key, origin, map_location)
     check_checkpoint_file(path, key, origin)
     if trusted:
         return _load_or_explain(path, map_location, False, shown)
@@ -296,6 +372,9 @@ def load_state_dict_file(path: str, key: str = 'teacher_ckpt',
                          trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Load a checkpoint (local path or URL, cached by torch hub) safely; return its state dict.
 
+    torch files (zip or legacy pickle, through the allow-list) and ``.safetensors``
+    files (timm's and the Hugging Face hub's format) are both read.
+
     Args:
         path (str): local path or http(s) URL (see :func:`resolve_checkpoint_file`).
         key (str): the config key ``path`` came from, named in errors.
@@ -354,6 +433,9 @@ def load_teacher_weights(teacher: nn.Module, path: str, key: str = 'teacher_ckpt
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    remap = getattr(teacher, 'remap_state_dict', None)  # LlavaModel: the other transformers layout
+    if callable(remap):
+        state = remap(state)
     own = teacher.state_dict()
     shapes = _shape_mismatches(teacher, state)
     matched = [k for k in state if k in own] if not shapes else []

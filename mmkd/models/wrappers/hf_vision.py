@@ -60,6 +60,131 @@ def check_local_folder(path: str, key: str = 'pretrained_path') -> str:
     return path
 
 
+def weight_files(folder: str, key: str = 'pretrained_path') -> List[str]:
+    """The weight files of a ``save_pretrained`` folder, in load order.
+
+    A shard index (``model.safetensors.index.json`` / ``pytorch_model.bin.index.json``)
+    names the shards; otherwise ``model.safetensors`` or ``pytorch_model.bin``; otherwise
+    every ``*.safetensors`` (then every ``pytorch_model*.bin``) of the folder.
+
+    Raises:
+        FileNotFoundError: no weights, or a shard the index names is not there; the
+            message names ``key``, the folder and what it holds.
+    """
+    import glob
+    import json
+    for index in ('model.safetensors.index.json', 'pytorch_model.bin.index.json'):
+        index_path = osp.join(folder, index)
+        if not osp.isfile(index_path):
+            continue
+        try:
+            with open(index_path) as f:
+                shards = sorted(set(json.load(f)['weight_map'].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f'{key}={folder!r}: {index} is not a shard index (a json with a '
+                             f'weight_map of tensor name -> shard file): {err}') from None
+        absent = [s for s in shards if not osp.isfile(osp.join(folder, s))]
+        if absent:
+            raise FileNotFoundError(f'{key}={folder!r}: {index} names shards that are not in the '
+                                    f'folder: {absent[:5]} (an incomplete download or copy?)')
+        return [osp.join(folder, s) for s in shards]
+    for single in ('model.safetensors', 'pytorch_model.bin'):
+        if osp.isfile(osp.join(folder, single)):
+            return [osp.join(folder, single)]
+    files = sorted(glob.glob(osp.join(folder, '*.safetensors'))) or sorted(
+        glob.glob(osp.join(folder, 'pytorch_model*.bin')))
+    if not files:
+        raise FileNotFoundError(f'{key}={folder!r}: the folder holds no weights (model.safetensors, '
+                                'pytorch_model.bin, sharded or not); it holds '
+                                f'{sorted(os.listdir(folder))[:10]}')
+    return files
+
+
+def read_weights(path: str, key: str = 'pretrained_path') -> Dict[str, torch.Tensor]:
+    """The tensors of a ``save_pretrained`` folder or of one weights file.
+
+    Every file is read by mmkd's safe loader (:func:`mmkd.utils.checkpoint.load_state_dict_file`:
+    safetensors, or ``torch.load(weights_only=True)`` with the allow-list).
+    """
+    from mmkd.utils.checkpoint import load_state_dict_file
+    files = weight_files(path, key) if osp.isdir(path) else [path]
+    state: Dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_state_dict_file(f, key))
+    return state
+
+
+def non_persistent_buffers(module: nn.Module) -> set:
+    """Names (state-dict style) of the buffers ``module`` keeps out of its state dict.
+
+    Older checkpoints hold some of them, e.g. ``vision_model.embeddings.position_ids`` of
+    CLIP-L/336 checkpoints written before transformers made it non-persistent; they are
+    recomputed at construction, so a loader drops them from the file.
+    """
+    own = set(module.state_dict())
+    return {name for name, _ in module.named_buffers() if name not in own}
+
+
+# keys of a two-tower (CLIP / SigLIP) checkpoint outside the vision tower
+_OTHER_HALF = ('text_model.', 'text_projection.', 'visual_projection.', 'logit_scale',
+               'logit_bias', 'text_embed_dim')
+
+
+def load_vision_state(model: nn.Module, state: Dict[str, torch.Tensor], shown: str) -> List[str]:
+    """Load a folder's tensors into a transformers model strictly; return the dropped keys.
+
+    Dropped, and listed in the log: the other half of a two-tower checkpoint (text
+    tower, projections, logit scale / bias) and buffers that the installed transformers
+    no longer saves (``embeddings.position_ids``). A file written under the model's
+    ``base_model_prefix`` (``vit.``, ``dinov2.``: a classifier's folder) has it stripped.
+
+    Raises:
+        KeyError: tensors the model needs are not in the file (naming them, the file
+            and the model class), or tensors of other shapes.
+    """
+    own = model.state_dict()
+    prefix = getattr(model, 'base_model_prefix', '') or ''
+    if prefix and not any(k in own for k in state) and any(
+            k.startswith(prefix + '.') and k[len(prefix) + 1:] in own for k in state):
+        state = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + '.')}
+    buffers = non_persistent_buffers(model)
+    dropped = sorted(k for k in state if k not in own and (
+        k in buffers or k.startswith(_OTHER_HALF)))
+    unexpected = sorted(k for k in state if k not in own and k not in dropped)
+    missing = sorted(k for k in own if k not in state)
+    name = type(model).__name__
+    if missing:
+        if len(missing) == len(own):
+            hint = ('none of its tensors has a name of the model: another layout (e.g. a LLaVA '
+                    'checkpoint, `model.vision_tower.vision_tower.*`: convert it with '
+                    'tools/model_converters/llava_official_to_mmkd.py) or another model')
+        elif all(k.startswith('pooler.') for k in missing):
+            hint = ('a model saved without a pooler (a classifier\'s encoder): build it '
+                    'without one, model_kwargs=dict(add_pooling_layer=False)')
+        else:
+            hint = 'a checkpoint of another model or an incomplete file'
+
+        raise KeyError(f'{shown}: the weights lack {len(missing)} of the {len(own)} tensors of '
+                       f'{name}: {missing[:8]}{"..." if len(missing) > 8 else ""}; the file holds '
+                       f'e.g. {sorted(state)[:5]}. It is {hint}; pass a folder written by '
+                       f'save_pretrained of {name} (or of the two-tower model)')
+    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in own.items() if tuple(state[k].shape) != tuple(v.shape)]
+    if shapes:
+        raise KeyError(f'{shown}: {len(shapes)} tensors have other shapes than in {name} built '
+                       f'from its config.json, e.g. {shapes[:4]}')
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    from mmengine.logging import print_log
+    if dropped:
+        print_log(f'{shown}: kept the {len(own)} tensors of {name}; dropped {len(dropped)} '
+                  f'(other tower, unsaved buffers): {dropped[:6]}{"..." if len(dropped) > 6 else ""}',
+                  logger='current', level=20)
+    if unexpected:
+        print_log(f'{shown}: {len(unexpected)} tensors of the file are not in {name} and were not '
+                  f'loaded: {unexpected[:8]}', logger='current', level=30)
+    return dropped
+
+
 def _model_class(name: str, key: str):
     import transformers
     cls = getattr(transformers, name, None)
@@ -112,8 +237,13 @@ class HFVisionModel(BaseModel):
     Built from exactly one of:
 
     * ``pretrained_path``: a local folder written by ``save_pretrained`` (weights and
-      ``config.json``), loaded with ``local_files_only=True``. A folder of a
-      two-tower model (CLIP, SigLIP) gives its vision tower.
+      ``config.json``; safetensors or ``pytorch_model.bin``, sharded or not). The model
+      is built from ``config.json`` and the weights are read by mmkd's safe loader and
+      loaded strictly: a missing tensor is an error naming it (``from_pretrained``
+      would initialise it at random). A folder of a two-tower model (CLIP, SigLIP,
+      ``CLIPModel`` / ``SiglipModel``) gives its vision tower, the text half is dropped;
+      buffers that transformers no longer saves (``embeddings.position_ids`` of older
+      CLIP checkpoints) are dropped too.
     * ``config``: a ``transformers.PretrainedConfig`` or a dict with ``model_type``
       and sizes (``dict(model_type='dinov2', hidden_size=384, num_hidden_layers=12,
       ...)``), random weights; load trained ones with ``teacher_ckpt``.
@@ -174,16 +304,7 @@ class HFVisionModel(BaseModel):
         if pretrained_path is not None:
             self.model = self._from_folder(pretrained_path, model_class, kwargs)
         else:
-            cfg = _build_config(config, 'config')
-            cls = _vision_class(cfg, model_class, 'model_class')
-            if getattr(cfg, 'vision_config', None) is not None and \
-                    not isinstance(cfg, cls.config_class):
-                cfg = cfg.vision_config
-            try:
-                self.model = cls._from_config(cfg, **kwargs) if cls.__name__ != 'AutoModel' \
-                    else cls.from_config(cfg, **kwargs)
-            except TypeError as err:
-                raise TypeError(f'model_kwargs={kwargs!r}: {err}') from None
+            self.model = self._build(_build_config(config, 'config'), model_class, kwargs)
         self.pretrained_path = pretrained_path
         self.resize_to = _size_pair(resize_to)
         self.interpolate_pos_encoding = interpolate_pos_encoding
@@ -195,7 +316,26 @@ class HFVisionModel(BaseModel):
         self.patch_map_tap = nn.Identity()
 
     @staticmethod
-    def _from_folder(path: str, model_class: str, kwargs: dict) -> nn.Module:
+    def _build(cfg, model_class: str, kwargs: dict) -> nn.Module:
+        """The model of ``cfg`` (its vision tower's for a two-tower config), random weights."""
+        cls = _vision_class(cfg, model_class, 'model_class')
+        if getattr(cfg, 'vision_config', None) is not None and \
+                not isinstance(cfg, cls.config_class):
+            cfg = cfg.vision_config
+        try:
+            return cls._from_config(cfg, **kwargs) if cls.__name__ != 'AutoModel' \
+                else cls.from_config(cfg, **kwargs)
+        except TypeError as err:
+            raise TypeError(f'model_kwargs={kwargs!r}: {err}') from None
+
+    @classmethod
+    def _from_folder(cls, path: str, model_class: str, kwargs: dict) -> nn.Module:
+        """Build from the folder's config.json, then load its weights strictly.
+
+        The weights are read by mmkd's safe loader (not ``from_pretrained``, which
+        initialises missing tensors at random with only a warning), so a folder that
+        lacks a tensor fails naming it.
+        """
         from transformers import AutoConfig
         path = check_local_folder(path, 'pretrained_path')
         try:
@@ -203,12 +343,12 @@ class HFVisionModel(BaseModel):
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f'pretrained_path={path!r}: config.json cannot be read by '
                              f'transformers: {err}') from None
-        cls = _vision_class(cfg, model_class, 'model_class')
-        try:
-            return cls.from_pretrained(path, local_files_only=True, **kwargs)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise RuntimeError(f'pretrained_path={path!r}: {cls.__name__} cannot be loaded from '
-                               f'this folder: {err}') from None
+        model = cls._build(cfg, model_class, kwargs)
+        files = weight_files(path, 'pretrained_path')
+        shown = (f'pretrained_path={path!r} (weights '
+                 f'{[osp.basename(f) for f in files][:4]}{"..." if len(files) > 4 else ""})')
+        load_vision_state(model, read_weights(path, 'pretrained_path'), shown)
+        return model.eval()  # as from_pretrained leaves it
 
     def init_weights(self) -> None:
         """Keep the loaded weights: do not descend into the transformers model."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
+import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -52,28 +53,13 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def _hf_weights(path: str, key: str) -> Dict[str, torch.Tensor]:
     """A state dict from a Hugging Face folder (safetensors / bin, sharded or not), a
-    ``.safetensors`` file or a torch checkpoint (mmkd checkpoints included)."""
-    import glob
-    if osp.isdir(path):
-        files = sorted(glob.glob(osp.join(path, '*.safetensors')))
-        if not files:
-            files = sorted(glob.glob(osp.join(path, 'pytorch_model*.bin')))
-        if not files:
-            raise FileNotFoundError(f'{key}={path!r}: the folder holds no *.safetensors or '
-                                    'pytorch_model*.bin weights')
-    elif osp.isfile(path):
-        files = [path]
-    else:
+    ``.safetensors`` file or a torch checkpoint (mmkd checkpoints included), every file
+    read by mmkd's safe loader."""
+    from .hf_vision import read_weights
+    if not osp.exists(path):
         raise FileNotFoundError(f'{key}={path!r} does not exist (a local folder or file; '
                                 'LlavaModel never downloads)')
-    state: Dict[str, torch.Tensor] = {}
-    for f in files:
-        if f.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            state.update(load_file(f))
-        else:
-            from mmkd.utils.checkpoint import load_state_dict_file
-            state.update(load_state_dict_file(f, key))
+    state = read_weights(path, key)
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     for prefix in ('architecture.', 'hf_model.'):
         if any(k.startswith(prefix) for k in state):
@@ -81,23 +67,111 @@ def _hf_weights(path: str, key: str) -> Dict[str, torch.Tensor]:
     return state
 
 
+def _tied_to_present(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> set:
+    """Keys of ``own`` whose tensor is the very tensor of another key that ``state`` has
+    (tied weights: ``lm_head.weight`` is ``embed_tokens.weight`` with
+    ``tie_word_embeddings=True``), so that a file without them is complete."""
+    by_ptr: Dict[tuple, List[str]] = {}
+    for k, v in own.items():
+        if torch.is_tensor(v) and v.numel():
+            by_ptr.setdefault((v.data_ptr(), tuple(v.shape)), []).append(k)
+    tied = set()
+    for keys in by_ptr.values():
+        if len(keys) > 1 and any(k in state for k in keys):
+            tied.update(k for k in keys if k not in state)
+    return tied
+
+
 def _load_part(module: nn.Module, state: Dict[str, torch.Tensor], key: str,
                strip: Sequence[str] = ()) -> None:
-    """Load ``state`` into ``module`` strictly, after dropping the first matching prefix."""
+    """Load ``state`` into ``module`` strictly, after dropping the first matching prefix.
+
+    Tied tensors may be absent from the file (a Qwen2 with ``tie_word_embeddings=True``
+    saves no ``lm_head.weight``); buffers the module keeps out of its state dict (CLIP's
+    ``embeddings.position_ids``, saved by older transformers) are dropped from the file.
+    Anything else missing or unexpected is an error naming the keys.
+    """
+    from .hf_vision import non_persistent_buffers
     for prefix in strip:
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             break
     own = module.state_dict()
-    tied = set(getattr(module, '_tied_weights_keys', None) or ())
+    stale = non_persistent_buffers(module)
+    state = {k: v for k, v in state.items() if k not in stale}
+    tied = _tied_to_present(own, state)
     missing = sorted(k for k in own if k not in state and k not in tied)
     unexpected = sorted(k for k in state if k not in own)
     if missing or unexpected:
+        hint = ''
+        if any(k.endswith('lm_head.weight') for k in missing):
+            hint = (' The file has no lm_head.weight: it was saved with tied embeddings '
+                    '(Qwen1.5-0.5B/1.8B, Qwen2-0.5B/1.5B): set text_config.tie_word_embeddings=True.')
         raise KeyError(f'{key}: the weights do not match the model built from the config: '
                        f'missing {missing[:8]}{"..." if len(missing) > 8 else ""} '
                        f'({len(missing)}), unexpected {unexpected[:8]}'
-                       f'{"..." if len(unexpected) > 8 else ""} ({len(unexpected)})')
+                       f'{"..." if len(unexpected) > 8 else ""} ({len(unexpected)}).{hint}')
+    shapes = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if shapes:
+        raise KeyError(f'{key}: {len(shapes)} tensors have other shapes than the model built from '
+                       f'the config, e.g. {shapes[:4]}: set the sizes of the config to the '
+                       "checkpoint's")
     module.load_state_dict(state, strict=False)
+
+
+_OFFICIAL_PROJECTOR = re.compile(
+    r'(?:mm_projector(?:\.image_spatial_proj)?|connector\._connector)\.([02])\.(weight|bias)$')
+
+
+def official_projector(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """An official ``mlp2x_gelu`` projector file (LLaVA's stage-1 ``mm_projector.bin``:
+    ``model.mm_projector.{0,2}.*``; LLaVA-MoD's ``...image_spatial_proj.{0,2}.*``;
+    TinyLLaVA's ``connector._connector.{0,2}.*``) renamed to transformers' projector
+    (``linear_1``, ``linear_2``); any other state dict is returned unchanged."""
+    matches = {k: _OFFICIAL_PROJECTOR.search(k) for k in state}
+    if not state or not all(matches.values()):
+        return state
+    names = {'0': 'linear_1', '2': 'linear_2'}
+    return {f'{names[m.group(1)]}.{m.group(2)}': state[k] for k, m in matches.items()}
+
+
+def causal_lm_view(hf: nn.Module) -> nn.Module:
+    """The language model of a transformers LLaVA in ``*ForCausalLM`` layout.
+
+    A container (not part of the model) whose state dict is that of a Qwen2 / LLaMA
+    ``*ForCausalLM`` (``model.*``, ``lm_head.weight``) and whose tensors are the LLaVA's
+    own: loading into it loads the LLaVA. transformers <= 4.51 nests the causal LM as
+    ``language_model``; later versions split it into ``model.language_model`` and a top
+    ``lm_head``; the view is the same for both.
+    """
+    embed = hf.get_input_embeddings()
+    decoder = next((m for m in hf.modules() if getattr(m, 'embed_tokens', None) is embed), None)
+    head = hf.get_output_embeddings()
+    if decoder is None or head is None:
+        raise TypeError(f'{type(hf).__name__}: no decoder with embed_tokens / no output '
+                        'embeddings found; is it a transformers LLaVA?')
+    view = nn.Module()
+    view.model = decoder
+    view.lm_head = head
+    return view
+
+
+def llava_part_prefixes(hf: nn.Module) -> Dict[str, str]:
+    """State-dict prefixes (inside ``hf``) of the LLaVA parts in the installed transformers.
+
+    ``vision_tower`` (a ``CLIPVisionModel`` / ``SiglipVisionModel``: ``vision_model.*``
+    follows), ``projector`` (``linear_1``, ``linear_2``), ``decoder`` (what a causal-LM
+    checkpoint holds under ``model.``) and ``lm_head``. E.g. transformers 4.51:
+    ``language_model.model.``; 4.52 and later: ``model.language_model.``.
+    """
+    names: Dict[int, str] = {}
+    for name, module in hf.named_modules():
+        names.setdefault(id(module), name)
+    view = causal_lm_view(hf)
+    return dict(vision_tower=names[id(hf.vision_tower)] + '.',
+                projector=names[id(hf.multi_modal_projector)] + '.',
+                decoder=names[id(view.model)] + '.', lm_head=names[id(view.lm_head)] + '.')
 
 
 def check_same_vocabulary(teacher: nn.Module, student: nn.Module, teacher_key: str = 'teacher',
@@ -119,6 +193,40 @@ def check_same_vocabulary(teacher: nn.Module, student: nn.Module, teacher_key: s
         raise ValueError('teacher and student must share one vocabulary for token-level '
                          'distillation, but ' + '; '.join(problems) + '. Give both '
                          "text_config.vocab_size and the same `tokenizer`.")
+
+
+# transformers' two state-dict layouts of LlavaForConditionalGeneration
+LLAVA_LAYOUTS = {
+    'transformers<=4.51': dict(vision_tower='vision_tower.', projector='multi_modal_projector.',
+                               decoder='language_model.model.', lm_head='language_model.lm_head.'),
+    'transformers>=4.52': dict(vision_tower='model.vision_tower.',
+                               projector='model.multi_modal_projector.',
+                               decoder='model.language_model.', lm_head='lm_head.'),
+}
+
+
+def remap_llava_layout(state: Dict[str, torch.Tensor], hf: nn.Module) -> Dict[str, torch.Tensor]:
+    """Re-key a LlavaForConditionalGeneration state dict of either transformers layout
+    (:data:`LLAVA_LAYOUTS`) to the layout of ``hf`` (the installed transformers').
+
+    A state dict in neither layout, or already in ``hf``'s, is returned unchanged.
+    """
+    target = llava_part_prefixes(hf)
+    for layout in LLAVA_LAYOUTS.values():
+        if layout == target:
+            continue
+        # longest prefixes first, so that 'model.language_model.' wins over 'model.'
+        order = sorted(layout.items(), key=lambda kv: -len(kv[1]))
+        out = {}
+        for k, v in state.items():
+            part = next((name for name, prefix in order if k.startswith(prefix)), None)
+            if part is None:
+                break
+            out[target[part] + k[len(layout[part]):]] = v
+        else:
+            if out and any(k.startswith(layout['decoder']) for k in state):
+                return out
+    return state
 
 
 # ----------------------------------------------------------------------------- model
@@ -154,7 +262,12 @@ class LlavaModel(BaseModel):
             a folder/file of a whole LLaVA (HF ``LlavaForConditionalGeneration`` or a
             checkpoint of this wrapper / of an mmkd algorithm), or a dict with any of
             ``vision_tower`` (a CLIP/SigLIP folder or file), ``language_model`` (a
-            Qwen2/LLaMA causal-LM folder or file), ``projector`` (a file).
+            Qwen2/LLaMA causal-LM folder or file, tied embeddings included),
+            ``projector`` (a file: this wrapper's projector, or an official ``mlp2x_gelu``
+            projector such as LLaVA's stage-1 ``mm_projector.bin``). Every file is read
+            by mmkd's safe loader; each part loads strictly (missing and unexpected
+            tensors are errors naming them). An official LLaVA / LLaVA-MoD / LLaVA-KD
+            checkpoint converts with ``tools/model_converters/llava_official_to_mmkd.py``.
         gradient_checkpointing (bool): activation checkpointing in both towers.
         trainable (sequence[str], optional): parts that train, any of
             ``'vision_tower'``, ``'projector'``, ``'llm'``; the others are frozen
@@ -264,13 +377,13 @@ class LlavaModel(BaseModel):
     def _load_pretrained(self, pretrained: Union[str, dict]) -> None:
         hf = self.hf_model
         if isinstance(pretrained, str):
-            state = _hf_weights(pretrained, 'LlavaModel.pretrained')
+            state = remap_llava_layout(_hf_weights(pretrained, 'LlavaModel.pretrained'), hf)
             _load_part(hf, state, f'LlavaModel.pretrained={pretrained!r}')
             return
         if not isinstance(pretrained, dict):
             raise TypeError(f'LlavaModel.pretrained must be a path or a dict, got {pretrained!r}')
         parts = dict(vision_tower=(hf.vision_tower, ('vision_tower.', )),
-                     language_model=(hf.language_model, ('language_model.', )),
+                     language_model=(causal_lm_view(hf), ('language_model.', )),
                      projector=(hf.multi_modal_projector, ('multi_modal_projector.', )))
         bad = sorted(set(pretrained) - set(parts))
         if bad:
@@ -281,8 +394,16 @@ class LlavaModel(BaseModel):
             module, strip = parts[name]
             state = _hf_weights(path, f'LlavaModel.pretrained.{name}')
             if name == 'vision_tower' and not any(k.startswith(strip) for k in state):
-                # a full CLIP/SigLIP checkpoint: keep the vision half
+                # a full CLIP/SigLIP checkpoint (CLIPModel / SiglipModel): keep the vision half
                 state = {k: v for k, v in state.items() if k.startswith('vision_model.')}
+                if not state:
+                    raise KeyError(
+                        f'LlavaModel.pretrained.vision_tower={path!r}: no vision_model.* tensors '
+                        'in it (neither a CLIPVisionModel / SiglipVisionModel nor a CLIPModel / '
+                        'SiglipModel folder); a LLaVA checkpoint (model.vision_tower.*) converts '
+                        'with tools/model_converters/llava_official_to_mmkd.py')
+            if name == 'projector':
+                state = official_projector(state)
             _load_part(module, state, f'LlavaModel.pretrained.{name}={path!r}', strip)
 
     def _freeze_unused_vision(self) -> List[str]:
@@ -326,6 +447,16 @@ class LlavaModel(BaseModel):
         for name, module in modules.items():
             module.requires_grad_(name in trainable)
         return tuple(trainable)
+
+    def remap_state_dict(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """A state dict of this wrapper (``hf_model.*``) written under the other
+        transformers layout of LLaVA (:data:`LLAVA_LAYOUTS`: <= 4.51 or >= 4.52), re-keyed
+        to the installed one; anything else is returned unchanged. For loaders of mmkd
+        checkpoints (``teacher_ckpt``) that match names strictly."""
+        inner = {k[len('hf_model.'):]: v for k, v in state.items() if k.startswith('hf_model.')}
+        if not inner or len(inner) != len(state):
+            return state
+        return {f'hf_model.{k}': v for k, v in remap_llava_layout(inner, self.hf_model).items()}
 
     def init_weights(self) -> None:
         """Weights are initialised (and ``pretrained`` loaded) at construction; the

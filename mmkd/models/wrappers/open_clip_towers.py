@@ -53,7 +53,9 @@ class OpenCLIPTower(BaseModel):
             needed. Exactly one of ``model_name`` / ``model_cfg``.
         pretrained (str, optional): with ``model_name``: an open_clip pretrained tag
             (downloads on first use) or a local weights file (``.bin``, ``.pt``,
-            ``.safetensors``), loaded by open_clip at build time.
+            ``.safetensors``, or open_clip's training checkpoint ``{'epoch', 'state_dict':
+            {'module.<key>': ...}}``), read by mmkd's safe loader and loaded strictly into
+            the whole model at build time (then the other tower is dropped).
         init_checkpoint (str, optional): weights loaded by ``init_weights()``: a raw
             open_clip checkpoint, one of ``OpenCLIPModel``, of this wrapper or of an mmkd
             algorithm; the keys of the other tower are ignored, every key of this tower

@@ -37,6 +37,57 @@ def _load_clip_state(path: str, key: str) -> Dict[str, torch.Tensor]:
     return state
 
 
+_WEIGHT_SUFFIXES = ('.pt', '.pth', '.bin', '.safetensors', '.ckpt')
+
+
+def _is_local_weights(pretrained: Optional[str]) -> bool:
+    import os.path as osp
+    return isinstance(pretrained, str) and (osp.exists(pretrained) or '/' in pretrained or
+                                            pretrained.endswith(_WEIGHT_SUFFIXES))
+
+
+def load_open_clip_file(clip: nn.Module, path: str, key: str = 'pretrained') -> None:
+    """Load an open_clip checkpoint file into ``clip`` strictly, through mmkd's safe loader.
+
+    Reads what open_clip writes: a plain state dict (``.pt`` / ``.bin`` / ``.safetensors``,
+    the files of the hub) and a training checkpoint (``{'epoch', 'name', 'state_dict':
+    {'module.<key>': ...}, 'optimizer', ...}``; ``module.`` is DDP's prefix), as well as
+    checkpoints of this wrapper and of mmkd runs. As open_clip's own loader does, an old
+    text-tower layout is converted for models with a custom text tower and a missing
+    ``logit_bias`` is zero; buffers open_clip keeps out of the state dict (``attn_mask``)
+    are dropped.
+
+    Raises:
+        RuntimeError: missing or unexpected tensors, or tensors of other shapes (naming
+            ``key``, the file and the first keys): the file is of another model.
+    """
+    from mmkd.utils.checkpoint import named
+
+    from .hf_vision import non_persistent_buffers
+    state = _load_clip_state(path, key)
+    own = clip.state_dict()
+    if 'positional_embedding' in state and 'positional_embedding' not in own and \
+            any(k.startswith('text.') for k in own):
+        from open_clip.model import convert_to_custom_text_state_dict
+        state = convert_to_custom_text_state_dict(state)
+    if 'logit_bias' in own and 'logit_bias' not in state:
+        state['logit_bias'] = torch.zeros_like(own['logit_bias'])
+    stale = non_persistent_buffers(clip)
+    state = {k: v for k, v in state.items() if k not in stale}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}' for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        raise RuntimeError(
+            f'{named(key, path)} is not a checkpoint of this open_clip model '
+            f'({type(clip).__name__}, {len(own)} tensors): {len(missing)} missing {missing[:6]}, '
+            f'{len(unexpected)} unexpected {unexpected[:6]}, {len(shapes)} of other shapes '
+            f'{shapes[:4]}. Give the model_name the file was trained with (open_clip checkpoint '
+            "files: a state dict, or a training checkpoint with 'state_dict')")
+    clip.load_state_dict(state, strict=True)
+
+
 def _read_structure(value: Union[str, dict], key: str) -> dict:
     if isinstance(value, dict):
         return copy.deepcopy(dict(value))
@@ -95,8 +146,11 @@ class OpenCLIPModel(BaseModel):
         model_cfg (dict, optional): ``open_clip.model.CLIP`` arguments
             (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...). Exactly one of
             ``model_name``/``model_cfg``.
-        pretrained (str, optional): open_clip pretrained tag or file (only with
-            ``model_name``; a tag downloads on first use).
+        pretrained (str, optional): open_clip pretrained tag or local file (only with
+            ``model_name``; a tag downloads on first use). A file is read by mmkd's safe
+            loader and loaded strictly (:func:`load_open_clip_file`): a plain state dict
+            (``.bin`` / ``.pt`` / ``.safetensors``) or open_clip's training checkpoint
+            (``{'epoch', 'state_dict': {'module.<key>': ...}}``).
         tokenizer (dict, optional): tokenizer config (needed by ``zero_shot``), see
             :mod:`mmkd.datasets.caption_tokenizers`.
         zero_shot (dict, optional): ``dict(classes=[...] | 'imagenet', templates=[
@@ -199,6 +253,23 @@ class OpenCLIPModel(BaseModel):
                 import difflib
                 close = difflib.get_close_matches(model_name, open_clip.list_models(), n=5)
                 raise KeyError(f'model_name={model_name!r} is not an open_clip model; closest: {close}')
+            if _is_local_weights(pretrained):
+                import os.path as osp
+                if osp.isdir(pretrained):
+                    raise FileNotFoundError(
+                        f'pretrained={pretrained!r} is a folder; give the weights file in it '
+                        '(open_clip_pytorch_model.bin, open_clip_model.safetensors, epoch_N.pt)')
+                if not osp.isfile(pretrained):
+                    raise FileNotFoundError(
+                        f'pretrained={pretrained!r} does not exist: a local open_clip weights '
+                        'file (.bin, .pt, .safetensors), or an open_clip tag of '
+                        f'{model_name!r} ({open_clip.list_pretrained_tags_by_model(model_name)}; '
+                        'a tag downloads)')
+                # build at random, then read the file with mmkd's safe loader (open_clip's
+                # own load would unpickle it by itself)
+                clip = open_clip.create_model(model_name, pretrained=None)
+                load_open_clip_file(clip, pretrained, 'pretrained')
+                return clip
             return open_clip.create_model(model_name, pretrained=pretrained)
         if pretrained is not None:
             raise ValueError('pretrained is only valid with model_name; with model_cfg load '
