@@ -45,10 +45,14 @@ def test_train_test_resume_convert(tmp_path, teacher_ckpt):
     assert not any(k.startswith('teacher') for k in state), 'teacher weights leaked into ckpt'
     assert any(k.startswith('architecture.backbone') for k in state)
 
-    # Evaluate the saved checkpoint: the student is measured with the task's metric.
+    # Evaluate the saved checkpoint: the student is measured with the task's metric. The
+    # teacher is not loaded for testing: its checkpoint need not even exist.
     metrics_file = str(tmp_path / 'metrics.json')
-    run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
-             '--cfg-options', f'model.teacher_ckpt={ckpt_path}')
+    absent = str(tmp_path / 'no_such_teacher.pth')
+    out = run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
+                   '--cfg-options', f'model.teacher_ckpt={absent}')
+    assert ('teacher: not loaded (tools/test.py evaluates the student only)' in out
+            and f"teacher_ckpt='{absent}' is not read" in out), out[-3000:]
     import json
     top1 = json.load(open(metrics_file))['accuracy/top1']
     # test.py scored the weights validated at iteration 4 (the same class scores, which

@@ -7,7 +7,15 @@ import re
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool
+from .cli import (
+    check_test_run,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+    mean_iou,
+    run_tool,
+)
 
 CFG = 'configs/hfd_bsd/hfd-bsd_deeplabv3plus-r18-w16_segformer-mit-tiny_shapes_demo.py'
 STUDENT_CFGS = dict(cnn='configs/hfd_bsd/deeplabv3plus_r18-w16_shapes_alone.py',
@@ -31,19 +39,36 @@ def data_options(root):
 @pytest.mark.slow
 def test_train_test_either_student_convert_both(tmp_path, shapes_root):
     work = str(tmp_path / 'work')
-    out = run_tool('tools/train.py', CFG, '--work-dir', work, '--cfg-options', *data_options(shapes_root),
-                   'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2')
+    # the config with its predictions dumped at validation and at test (metrics unchanged)
+    config, dumps = config_dumping_predictions(CFG, tmp_path)
+    out = run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options',
+                   *data_options(shapes_root), 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                   'default_hooks.checkpoint.interval=2')
+    # validation during training evaluates the config's eval_student, 'cnn'
+    val_metric, val_predictions = logged_metric(out, 'mIoU'), load_predictions(dumps['val'])
     for key in ('cnn.distill.loss_hfd', 'vit.distill.loss_region_bsd', 'vit.distill.loss_pixel_bsd',
                 'cnn.lr', 'vit.lr'):
         assert key in out, key
     ckpt = last_checkpoint(work)
     saved = torch.load(ckpt, weights_only=False)
     assert set(saved['optimizer']) == {'cnn', 'vit'}
+    tested = {}
     for side in ('cnn', 'vit'):
         metrics_file = str(tmp_path / f'metrics_{side}.json')
-        out = run_tool('tools/test.py', CFG, ckpt, '--work-dir', work, '--out', metrics_file,
+        out = run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file,
                        '--cfg-options', *data_options(shapes_root), f'model.eval_student={side}')
-        assert 'mIoU' in json.load(open(metrics_file))
+        predictions = load_predictions(dumps['test'])
+        if side == 'cnn':  # the student validated at the end of training: the same figures
+            metric = check_test_run(out, metrics_file, 'mIoU', dumps['test'], val_predictions,
+                                    val_metric, det=False)
+        else:  # the other student: its own mIoU, recounted from its predictions
+            metric = json.load(open(metrics_file))['mIoU']
+            assert abs(metric - mean_iou(predictions)) < 0.006, (metric, mean_iou(predictions))
+        tested[side] = predictions
+    # eval_student switched the evaluated network: the two students' logits differ
+    assert len(tested['cnn']) == len(tested['vit']) > 0
+    assert all(not torch.allclose(a['seg_logits']['data'], b['seg_logits']['data'])
+               for a, b in zip(tested['cnn'], tested['vit']))
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope('mmseg')

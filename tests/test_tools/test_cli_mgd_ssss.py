@@ -1,12 +1,20 @@
 """MGD (semi-supervised distillation) through the CLI: a few training iterations of the
-shapes demo config with random-weight teachers, tools/test.py on the student, and the
-student converted to a plain mmseg checkpoint."""
-import json
+shapes demo config with random-weight teachers, tools/test.py on the student (the teachers
+not loaded: their files are gone by then), and the student converted to a plain mmseg
+checkpoint."""
+import os
 
 import pytest
 import torch
 
-from .cli import last_checkpoint, run_tool
+from .cli import (
+    check_test_run,
+    config_dumping_predictions,
+    last_checkpoint,
+    load_predictions,
+    logged_metric,
+    run_tool,
+)
 
 CFG = 'configs/mgd_ssss/mgd-ssss_fcn-r18-w32-fcn-r34-w16_fcn-r18-w16_shapes-1of8_demo.py'
 WIDE = 'mmkd::mgd_ssss/fcn_r18-w32_shapes-1of8_wide-teacher_demo.py'
@@ -36,19 +44,26 @@ def test_mgd_ssss_train_and_test(tmp_path):
             f'val_dataloader.dataset.data_root={root}/', f'test_dataloader.dataset.data_root={root}/',
             'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
             'test_dataloader.batch_size=2']
-    out = run_tool('tools/train.py', CFG, '--work-dir', work, *opts, 'train_cfg.max_iters=2',
+    # the config with its predictions dumped at validation and at test (metrics unchanged)
+    config, dumps = config_dumping_predictions(CFG, tmp_path)
+    out = run_tool('tools/train.py', config, '--work-dir', work, *opts, 'train_cfg.max_iters=2',
                    'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
                    'default_hooks.logger.interval=1')
-    for key in ('mgd.loss_pixel_unlab_wide', 'mgd.loss_pixel_lab_deep', 'mgd.loss_semantic',
-                'mgd.loss_content', 'decode.loss_ce'):
+    for key in ('distill.loss_pixel_unlab_wide', 'distill.loss_pixel_lab_deep', 'distill.loss_semantic',
+                'distill.loss_content', 'decode.loss_ce'):
         assert key in out, key
+    val_metric, val_predictions = logged_metric(out, 'mIoU'), load_predictions(dumps['val'])
     ckpt = last_checkpoint(work)
     state = torch.load(ckpt, weights_only=True)['state_dict']
     assert not any('teacher' in k for k in state)
     assert any(k.startswith('architecture.') for k in state)
     metrics_file = str(tmp_path / 'metrics.json')
-    run_tool('tools/test.py', CFG, ckpt, '--work-dir', work, '--out', metrics_file, *opts)
-    assert 'mIoU' in json.load(open(metrics_file))
+    os.remove(wide)  # testing never runs the teachers, so it does not read their files
+    os.remove(deep)
+    out = run_tool('tools/test.py', config, ckpt, '--work-dir', work, '--out', metrics_file, *opts)
+    assert out.count('not loaded (tools/test.py evaluates the student only)') == 2, out[-3000:]
+    check_test_run(out, metrics_file, 'mIoU', dumps['test'], val_predictions, val_metric,
+                   det=False)
 
     # the student as a plain mmseg checkpoint: exactly the architecture.* tensors, and a
     # strict load into the model built from the student's own config

@@ -650,11 +650,11 @@ def declared_terms(model: nn.Module) -> List[str]:
     if name == 'SemiSupervisedDistill':
         out = []
         if model.loss_pixel is not None:
-            out += [f'mgd.loss_pixel_unlab_{t}' for t in ('wide', 'deep')]
+            out += [f'distill.loss_pixel_unlab_{t}' for t in ('wide', 'deep')]
             if model.labelled_consistency:
-                out += [f'mgd.loss_pixel_lab_{t}' for t in ('wide', 'deep')]
-        out += ['mgd.loss_semantic'] if model.loss_semantic is not None else []
-        out += ['mgd.loss_content'] if model.loss_content is not None else []
+                out += [f'distill.loss_pixel_lab_{t}' for t in ('wide', 'deep')]
+        out += ['distill.loss_semantic'] if model.loss_semantic is not None else []
+        out += ['distill.loss_content'] if model.loss_content is not None else []
         return out
     if name == 'CollaborativeDistill':
         return [f'{s}.distill.loss_{t}' for s in model.students for t in model.losses]

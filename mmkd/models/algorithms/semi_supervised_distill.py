@@ -102,8 +102,8 @@ class SemiSupervisedDistill(BaseAlgorithm):
     All logits are bilinearly resized to the input size before the pixel and
     image losses (the official networks output input-size logits). Losses are
     logged as the student's own (``decode.loss_ce``, ...) plus
-    ``mgd.loss_pixel_{unlab,lab}_{wide,deep}``, ``mgd.loss_semantic`` and
-    ``mgd.loss_content``; a loss set to None is skipped (ablations).
+    ``distill.loss_pixel_{unlab,lab}_{wide,deep}``, ``distill.loss_semantic`` and
+    ``distill.loss_content``; a loss set to None is skipped (ablations).
 
     Teachers are frozen (``requires_grad=False``), always in eval mode, run under
     ``torch.no_grad()`` and are held outside the module tree (as in
@@ -367,18 +367,18 @@ class SemiSupervisedDistill(BaseAlgorithm):
         s_mix = self._resize(s_mix, size)
         if self.loss_pixel is not None:
             for name in TEACHERS:
-                losses[f'mgd.loss_pixel_unlab_{name}'] = self.loss_pixel(s_mix, pseudo[name])
+                losses[f'distill.loss_pixel_unlab_{name}'] = self.loss_pixel(s_mix, pseudo[name])
         if self.loss_semantic is not None:
-            losses['mgd.loss_semantic'] = self.loss_semantic(s_mix, t_mix['deep']['logits'])
+            losses['distill.loss_semantic'] = self.loss_semantic(s_mix, t_mix['deep']['logits'])
         if self.loss_content is not None:
-            losses['mgd.loss_content'] = self.loss_content(s_feat, t_mix['wide']['feat'])
+            losses['distill.loss_content'] = self.loss_content(s_feat, t_mix['wide']['feat'])
 
         sup, s_lab = self._supervised(inputs, data_samples)
         losses.update(sup)
         if self.loss_pixel is not None and self.labelled_consistency:
             s_lab = self._resize(s_lab, inputs.shape[-2:])
             for name in TEACHERS:
-                losses[f'mgd.loss_pixel_lab_{name}'] = self.loss_pixel(
+                losses[f'distill.loss_pixel_lab_{name}'] = self.loss_pixel(
                     s_lab, t_lab[name].argmax(dim=1))
         if self.check_finite:
             check_finite_losses(losses)

@@ -15,8 +15,8 @@ from mmengine.config import Config
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 SIZE = 32  # input side of the tiny batch (the configs crop 512 / 800 / 1024)
 
-MGD = {'mgd.loss_pixel_unlab_wide', 'mgd.loss_pixel_unlab_deep', 'mgd.loss_pixel_lab_wide',
-       'mgd.loss_pixel_lab_deep', 'mgd.loss_semantic', 'mgd.loss_content'}
+MGD = {'distill.loss_pixel_unlab_wide', 'distill.loss_pixel_unlab_deep', 'distill.loss_pixel_lab_wide',
+       'distill.loss_pixel_lab_deep', 'distill.loss_semantic', 'distill.loss_content'}
 # every real-scale MGD config replaces the student's CE by sup_loss (OHEM on Cityscapes,
 # plain CE with ignore 255 on VOC), logged as sup.loss_seg
 MGD_KEYS = {'loss', 'sup.loss_seg'} | MGD

@@ -141,10 +141,10 @@ def test_unlabelled_pixel_loss_uses_the_mixed_pseudo_labels(monkeypatch):
         pseudo = torch.where(mask[:, 0].bool(), teacher_argmax(model, name, u1),
                              teacher_argmax(model, name, u0))
         expected = F.cross_entropy(s, pseudo)
-        assert losses[f'mgd.loss_pixel_unlab_{name}'].item() == pytest.approx(expected.item(),
+        assert losses[f'distill.loss_pixel_unlab_{name}'].item() == pytest.approx(expected.item(),
                                                                               rel=1e-5)
-    assert 'mgd.loss_pixel_lab_wide' not in losses
-    assert {'mgd.loss_semantic', 'mgd.loss_content', 'decode.loss_ce'} <= set(losses)
+    assert 'distill.loss_pixel_lab_wide' not in losses
+    assert {'distill.loss_semantic', 'distill.loss_content', 'decode.loss_ce'} <= set(losses)
 
 
 # ---------------------------------------------------------------------- frozen teachers
@@ -170,7 +170,7 @@ def test_teachers_frozen_hidden_in_eval_and_untouched_by_training():
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.5))
     for step in range(2):
         log_vars = model.train_step(raw_batch(seed=step), optim)
-    assert 'mgd.loss_content' in log_vars and 'mgd.loss_pixel_lab_deep' in log_vars
+    assert 'distill.loss_content' in log_vars and 'distill.loss_pixel_lab_deep' in log_vars
     for name, teacher in model.teachers.items():
         assert not any(m.training for m in teacher.modules())
         for k, v in teacher.state_dict().items():  # BN running stats included
@@ -209,8 +209,8 @@ def test_ohem_supervised_loss_and_ablations():
     model.train()
     losses = model.loss(images(2), samples(), unlabelled_inputs=[images(2, 1), images(2, 2)])
     assert 'sup.loss_seg' in losses and 'decode.loss_ce' not in losses
-    assert 'mgd.loss_content' not in losses and 'mgd.loss_semantic' not in losses
-    assert {'mgd.loss_pixel_unlab_wide', 'mgd.loss_pixel_lab_deep'} <= set(losses)
+    assert 'distill.loss_content' not in losses and 'distill.loss_semantic' not in losses
+    assert {'distill.loss_pixel_unlab_wide', 'distill.loss_pixel_lab_deep'} <= set(losses)
 
 
 def test_config_errors_name_the_key():
@@ -315,10 +315,10 @@ def test_each_term_uses_the_right_teacher(monkeypatch):
         # a clear margin: the swapped value is not within float noise of the right one
         assert abs(float(right) - float(wrong)) > 1e-2 * abs(float(right)), (key, float(right))
 
-    check('mgd.loss_semantic', semantic('deep'), semantic('wide'))
-    check('mgd.loss_content', content('wide'), content('deep'))
+    check('distill.loss_semantic', semantic('deep'), semantic('wide'))
+    check('distill.loss_content', content('wide'), content('deep'))
     for name, other in (('wide', 'deep'), ('deep', 'wide')):
-        check(f'mgd.loss_pixel_unlab_{name}', F.cross_entropy(s_mix, t[name]['pseudo']),
+        check(f'distill.loss_pixel_unlab_{name}', F.cross_entropy(s_mix, t[name]['pseudo']),
               F.cross_entropy(s_mix, t[other]['pseudo']))
-        check(f'mgd.loss_pixel_lab_{name}', F.cross_entropy(s_lab, t[name]['lab']),
+        check(f'distill.loss_pixel_lab_{name}', F.cross_entropy(s_lab, t[name]['lab']),
               F.cross_entropy(s_lab, t[other]['lab']))
