@@ -29,6 +29,11 @@ val_dataloader = dict(
     dataset=dict(dataset, split='val', pipeline=[dict(type='mmkd.PackMultiModalInputs', keys='img')]),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
+# MSTStageHook keeps the MaskNets of the stage-2 epoch with the lowest val loss, as the
+# official code; that validation runs the teachers, so it reads both modalities.
+masknet_val_dataloader = dict(val_dataloader, dataset=dict(
+    val_dataloader['dataset'],
+    pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('img', 'audio'))]))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 randomness = dict(seed=seed)

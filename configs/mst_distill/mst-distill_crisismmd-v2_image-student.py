@@ -25,6 +25,8 @@ train_dataloader = dict(dataset=dict(
 val_dataloader = dict(dataset=dict(
     dataset, split='val', pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('visual', ))]))
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
+masknet_val_dataloader = dict(dataset=dict(  # the MaskNet validation runs the teachers
+    dataset, split='val', pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('visual', 'text'))]))
 
 pp = dict(type='mmkd.MultiModalDataPreprocessor', modalities=dict(visual=dict(), text=dict()))
 visual_encoder = dict(type='MLPEncoder', in_dim=2048, hidden_dims=(1024, 512))

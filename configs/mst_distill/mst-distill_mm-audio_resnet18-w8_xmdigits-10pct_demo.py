@@ -2,7 +2,8 @@
 # the cross-modal (audio) teacher, each with MaskNets on 'fusion' and 'fc1' -> 4
 # specialised teachers. Stages in one run (MSTStageHook):
 #   cotrain  (200 it): student + KD from each frozen teacher (official stage 1, student side)
-#   masknet  (100 it): only the MaskNets learn: KL(student || masked teacher), tau=4
+#   masknet  (100 it): only the MaskNets learn: KL(student || masked teacher), tau=4;
+#                      the MaskNets of lowest val loss go on to the next stage
 #   student  (400 it): student CE + routed KD (GateNet on student logits, top-1, tau=4)
 #                      + load balancing (KL to uniform), w_kl = w_lb = 1
 # The student is updated in 600 iterations, as in the other demo runs.
@@ -23,6 +24,16 @@ model = dict(
     combiner=dict(_delete_=True, type='MSTRouter', num_classes=10, topk=1, tau=4.0,
                   w_kl=1.0, w_lb=1.0, lb_mode='KL'),
     stage='cotrain')
+# As the official code, each stage starts with a fresh optimizer state and the student
+# stage uses the MaskNets of lowest val loss, evaluated every epoch of the MaskNet stage
+# (45 iterations) and at its end (MSTStageHook's defaults); the val split is read with
+# both modalities for that. The behaviour before issue 17 (one optimizer state across
+# the stages, the last MaskNets): fresh_optimizer_per_stage=False, keep_best_masknet=False.
+masknet_val_dataloader = dict(
+    batch_size=120, num_workers=0,
+    dataset=dict(type='mmkd.CrossModalDigitsDataset', split='val', img_size=16,
+                 pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('img', 'audio'))]),
+    sampler=dict(type='DefaultSampler', shuffle=False))
 custom_hooks = [dict(type='mmkd.MSTStageHook', stages=stages)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False, eta_min=1e-4)]

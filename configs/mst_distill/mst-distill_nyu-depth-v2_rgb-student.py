@@ -34,6 +34,10 @@ val_dataloader = dict(
         dict(type='mmkd.PackMultiModalInputs', keys='img', task='seg')]),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
+# MSTStageHook keeps the MaskNets of the stage-2 epoch with the lowest val loss, as the
+# official code; that validation runs the teachers, so it reads both modalities.
+masknet_val_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], pipeline=[
+    dict(type='mmkd.PackMultiModalInputs', keys=('img', 'depth'), task='seg')]))
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'], ignore_index=0)
 test_evaluator = val_evaluator
 randomness = dict(seed=seed)

@@ -26,6 +26,10 @@ val_dataloader = dict(
     dataset=dict(dataset, split='val',
                  pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('video', ))]))
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
+masknet_val_dataloader = dict(  # the MaskNet validation runs the teachers
+    batch_size=32,
+    dataset=dict(dataset, split='val',
+                 pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('video', 'audio'))]))
 
 pp = dict(type='mmkd.MultiModalDataPreprocessor', modalities=dict(video=dict(), audio=dict()))
 video_encoder = dict(type='ConvEncoder3d', in_channels=3, width=8, out_dim=64)

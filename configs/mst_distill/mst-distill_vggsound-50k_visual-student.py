@@ -21,6 +21,9 @@ train_dataloader = dict(dataset=dict(
 val_dataloader = dict(dataset=dict(
     dataset, split='val', pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('visual', ))]))
 test_dataloader = dict(val_dataloader, dataset=dict(val_dataloader['dataset'], split='test'))
+masknet_val_dataloader = dict(dataset=dict(  # the MaskNet validation runs the teachers
+    dataset, split='val',
+    pipeline=[dict(type='mmkd.PackMultiModalInputs', keys=('visual', 'audio'))]))
 
 pp = dict(type='mmkd.MultiModalDataPreprocessor', modalities=dict(visual=dict(), audio=dict()))
 visual_encoder = dict(type='ConvEncoder3d', in_channels=512, width=64, out_dim=128)

@@ -53,8 +53,10 @@ def fake_runner(model, max_iters=6):
 def test_hook_switches_stages_and_sets_decays():
     model = FakeModel()
     runner = fake_runner(model)
+    # (the optimizer and the MaskNet selection are tested in test_mst_stage_optim.py)
     hook = MSTStageHook(stages=[['cotrain', 2], ['masknet', 1], ['student', 3]],
-                        kd_decay=(1, 0.5), lb_decay=(2, 0.9))
+                        kd_decay=(1, 0.5), lb_decay=(2, 0.9), fresh_optimizer_per_stage=False,
+                        keep_best_masknet=False)
     hook.before_train(runner)
     seen = []
     for it in range(6):
