@@ -4,8 +4,7 @@ Importing mmkd checks that the installed mmengine/mmcv are versions mmkd works w
 and says what to install otherwise. Heavy imports (mmdet, transformers, ...) are
 deferred to where they are used.
 """
-from .utils.compat import (allow_mmengine_checkpoint_globals,
-                           make_moved_transformers_names_importable)
+from .utils.compat import allow_mmengine_checkpoint_globals, make_moved_transformers_names_importable
 from .utils.version_check import check_dependencies
 from .version import __version__
 
