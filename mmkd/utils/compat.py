@@ -144,7 +144,8 @@ def install_safe_url_checkpoint_loader() -> None:
 _TRANSFORMERS_MODELING_UTILS = 'transformers.modeling_utils'
 
 # Names that mmpretrain 1.2.0 and mmdet 3.3.0 import from ``transformers.modeling_utils``,
-# which re-exported them up to transformers 4.52, and where they live now. The importers:
+# which still had them in 4.51.3 and lacks them in 5.23.0 (GenerationMixin since 4.53),
+# and where they live now. The importers:
 #   GenerationMixin, PretrainedConfig: mmpretrain/models/multimodal/ofa/ofa_modules.py:15
 #     (GenerationMixin left modeling_utils in 4.53: "cannot import name 'GenerationMixin'")
 #   apply_chunking_to_forward, find_pruneable_heads_and_indices, prune_linear_layer:
@@ -164,12 +165,13 @@ _MOVED_MODELING_UTILS_NAMES = (
     ('PretrainedConfig', 'transformers.configuration_utils'),
     ('apply_chunking_to_forward', 'transformers.pytorch_utils'),
     ('prune_linear_layer', 'transformers.pytorch_utils'),
-    ('find_pruneable_heads_and_indices', 'transformers.pytorch_utils'),  # gone in 5.0
+    ('find_pruneable_heads_and_indices', 'transformers.pytorch_utils'),  # gone by 5.23
 )
 
 
 def _pruning_removed(*args, **kwargs):
-    """Stands for ``find_pruneable_heads_and_indices``, which transformers 5 removed."""
+    """Stands for ``find_pruneable_heads_and_indices``, which transformers 5 removed
+    (absent from 5.23.0)."""
     raise NotImplementedError(
         'find_pruneable_heads_and_indices was removed in transformers 5; attention-head '
         "pruning (prune_heads) of mmpretrain 1.2.0's BLIP/RAM BERT needs transformers<5")
