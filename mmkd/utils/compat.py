@@ -81,15 +81,19 @@ def _use_safe_http_loader(module) -> None:
     module.load_from_http = load_from_http_safe
 
 
-class _AfterMmengineCheckpointImport:
-    """One-shot import hook: install the safe http(s) loader once mmengine's module runs.
+class _AfterImport:
+    """One-shot import hook: run ``action(module)`` right after module ``fullname`` runs.
 
-    Importing ``mmengine.runner.checkpoint`` pulls in mmengine's Runner (about a second);
-    waiting for whoever imports it keeps ``import mmkd`` fast.
+    Waiting for whoever imports the module keeps ``import mmkd`` fast: importing
+    ``mmengine.runner.checkpoint`` pulls in mmengine's Runner (about a second),
+    ``transformers.modeling_utils`` most of transformers (several seconds).
     """
 
+    def __init__(self, fullname: str, action) -> None:
+        self.fullname, self.action = fullname, action
+
     def find_spec(self, fullname, path, target=None):
-        if fullname != _MMENGINE_CHECKPOINT:
+        if fullname != self.fullname:
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)
@@ -102,13 +106,24 @@ class _AfterMmengineCheckpointImport:
         exec_module = getattr(spec.loader, 'exec_module', None)
         if exec_module is None:  # pragma: no cover - every loader of a .py file has it
             return spec
+        action = self.action
 
-        def exec_then_install(module):
+        def exec_then_act(module):
             exec_module(module)
-            _use_safe_http_loader(module)
+            action(module)
 
-        spec.loader.exec_module = exec_then_install
+        spec.loader.exec_module = exec_then_act
         return spec
+
+
+def _after_import(fullname: str, action, ready: str) -> None:
+    """Run ``action(module)`` on module ``fullname`` now if it is imported (it has the
+    attribute ``ready``), else right after it is (once; repeated calls add nothing)."""
+    module = sys.modules.get(fullname)
+    if module is not None and hasattr(module, ready):
+        action(module)
+    elif not any(isinstance(f, _AfterImport) and f.fullname == fullname for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(fullname, action))
 
 
 def install_safe_url_checkpoint_loader() -> None:
@@ -122,8 +137,75 @@ def install_safe_url_checkpoint_loader() -> None:
     checkpoint module is already imported and otherwise right after it is. Safe to
     call repeatedly.
     """
-    module = sys.modules.get(_MMENGINE_CHECKPOINT)
-    if module is not None and hasattr(module, 'CheckpointLoader'):
-        _use_safe_http_loader(module)
-    elif not any(isinstance(f, _AfterMmengineCheckpointImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterMmengineCheckpointImport())
+    _after_import(_MMENGINE_CHECKPOINT, _use_safe_http_loader, ready='CheckpointLoader')
+
+
+# ------------------------------------------------------------------ transformers >= 4.53
+_TRANSFORMERS_MODELING_UTILS = 'transformers.modeling_utils'
+
+# Names that mmpretrain 1.2.0 and mmdet 3.3.0 import from ``transformers.modeling_utils``,
+# which still had them in 4.51.3 and lacks them in 5.23.0 (GenerationMixin since 4.53),
+# and where they live now. The importers:
+#   GenerationMixin, PretrainedConfig: mmpretrain/models/multimodal/ofa/ofa_modules.py:15
+#     (GenerationMixin left modeling_utils in 4.53: "cannot import name 'GenerationMixin'")
+#   apply_chunking_to_forward, find_pruneable_heads_and_indices, prune_linear_layer:
+#     mmpretrain/models/multimodal/blip/language_model.py:18 (its bare `except:` turns the
+#     ImportError into `PreTrainedModel = None`, then line 123 fails with "TypeError:
+#     NoneType takes no arguments"), mmpretrain/models/multimodal/ram/bert.py:17,
+#     mmpretrain/models/multimodal/blip2/Qformer.py:16 (apply_chunking_to_forward only) and
+#     mmdet/models/utils/vlfuse_helper.py:16 (GLIP; its `except ImportError` silently
+#     leaves GLIP without BERT).
+# mmpretrain.models imports these modules whenever transformers is installed, and mmdet
+# imports mmpretrain.models (mmdet/models/data_preprocessors/reid_data_preprocessor.py:14,
+# mmdet/models/reid/*.py), so without the names `import mmdet.models` fails. Remove this
+# shim once mmpretrain (and mmdet) import them from their new places;
+# tests/test_utils/test_compat_transformers.py fails when that is the case.
+_MOVED_MODELING_UTILS_NAMES = (
+    ('GenerationMixin', 'transformers.generation'),
+    ('PretrainedConfig', 'transformers.configuration_utils'),
+    ('apply_chunking_to_forward', 'transformers.pytorch_utils'),
+    ('prune_linear_layer', 'transformers.pytorch_utils'),
+    ('find_pruneable_heads_and_indices', 'transformers.pytorch_utils'),  # gone by 5.23
+)
+
+
+def _pruning_removed(*args, **kwargs):
+    """Stands for ``find_pruneable_heads_and_indices``, which transformers 5 removed
+    (absent from 5.23.0)."""
+    raise NotImplementedError(
+        'find_pruneable_heads_and_indices was removed in transformers 5; attention-head '
+        "pruning (prune_heads) of mmpretrain 1.2.0's BLIP/RAM BERT needs transformers<5")
+
+
+def _add_moved_modeling_utils_names(module) -> list:
+    """Give ``transformers.modeling_utils`` the names it no longer exports; return them.
+
+    Only names the module lacks are added, each bound to transformers' own object at its
+    new place, so code that already imports them from there is unaffected and on
+    transformers <= 4.52 nothing is added. No behaviour of transformers changes.
+    """
+    import importlib
+    added = []
+    for name, home in _MOVED_MODELING_UTILS_NAMES:
+        if hasattr(module, name):
+            continue
+        value = getattr(importlib.import_module(home), name, None)
+        if value is None and name == 'find_pruneable_heads_and_indices':
+            value = _pruning_removed
+        if value is not None:
+            setattr(module, name, value)
+            added.append(name)
+    module.__mmkd_added_names__ = tuple(added)
+    return added
+
+
+def make_moved_transformers_names_importable() -> None:
+    """Let mmpretrain 1.2.0 / mmdet 3.3.0 import on transformers >= 4.53; ``import mmkd``
+    calls this.
+
+    Adds the names of ``_MOVED_MODELING_UTILS_NAMES`` to ``transformers.modeling_utils``
+    now if transformers is imported, else right after it is (transformers is not
+    imported by this). Safe to call repeatedly.
+    """
+    _after_import(_TRANSFORMERS_MODELING_UTILS, _add_moved_modeling_utils_names,
+                  ready='PreTrainedModel')

@@ -27,6 +27,7 @@ from torch import nn
 from mmkd.registry import MODELS
 
 from .llava_data_preprocessor import IGNORE_INDEX
+from .llava_parts import LlavaParts, to_parts_layout, vision_layout
 
 VISION_TYPES = ('clip_vision_model', 'siglip_vision_model')
 TEXT_TYPES = ('qwen2', 'llama')
@@ -232,7 +233,9 @@ def remap_llava_layout(state: Dict[str, torch.Tensor], hf: nn.Module) -> Dict[st
 # ----------------------------------------------------------------------------- model
 @MODELS.register_module()
 class LlavaModel(BaseModel):
-    """transformers' ``LlavaForConditionalGeneration`` built from configs, as a BaseModel.
+    """A transformers LLaVA (:class:`~.llava_parts.LlavaParts`: a ``LlavaConfig``'s vision
+    tower, projector and causal LM, the layout of ``LlavaForConditionalGeneration`` up to
+    transformers 4.51 on every version) built from configs, as a BaseModel.
 
     Inputs (from :class:`~.llava_data_preprocessor.LlavaDataPreprocessor`): a dict
     with ``pixel_values``, ``input_ids``, ``attention_mask``, ``labels`` and, for
@@ -309,8 +312,8 @@ class LlavaModel(BaseModel):
                 data_preprocessor.setdefault('pad_token_id', self.tokenizer.pad_token_id)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.config = self._build_config(vision_config, text_config, llava_kwargs)
-        from transformers import LlavaForConditionalGeneration  # optional heavy import
-        self.hf_model = LlavaForConditionalGeneration(self.config)
+        # LLaVA's parts in one layout on every transformers version (llava_parts.py)
+        self.hf_model = LlavaParts(self.config)
         self.hf_model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         self.hf_model.generation_config.eos_token_id = self.tokenizer.eos_token_id
         if pretrained is not None:
@@ -377,7 +380,7 @@ class LlavaModel(BaseModel):
     def _load_pretrained(self, pretrained: Union[str, dict]) -> None:
         hf = self.hf_model
         if isinstance(pretrained, str):
-            state = remap_llava_layout(_hf_weights(pretrained, 'LlavaModel.pretrained'), hf)
+            state = to_parts_layout(_hf_weights(pretrained, 'LlavaModel.pretrained'), hf)
             _load_part(hf, state, f'LlavaModel.pretrained={pretrained!r}')
             return
         if not isinstance(pretrained, dict):
@@ -393,10 +396,18 @@ class LlavaModel(BaseModel):
                 continue
             module, strip = parts[name]
             state = _hf_weights(path, f'LlavaModel.pretrained.{name}')
-            if name == 'vision_tower' and not any(k.startswith(strip) for k in state):
-                # a full CLIP/SigLIP checkpoint (CLIPModel / SiglipModel): keep the vision half
+            if name == 'vision_tower' and not any(k.startswith(strip) for k in state) and \
+                    any(k.startswith('vision_model.') for k in state):
+                # a full CLIP/SigLIP checkpoint (CLIPModel / SiglipModel): keep the vision
+                # half (a vision-only one saved by transformers 5 has no `vision_model.`
+                # level and is kept whole)
                 state = {k: v for k, v in state.items() if k.startswith('vision_model.')}
-                if not state:
+            if name == 'vision_tower':  # with or without the `vision_model.` level
+                state = vision_layout(state, module, strip[0] if any(
+                    k.startswith(strip[0]) for k in state) else '')
+                own = set(module.state_dict())
+                if not any((k[len(strip[0]):] if k.startswith(strip[0]) else k) in own
+                           for k in state):
                     raise KeyError(
                         f'LlavaModel.pretrained.vision_tower={path!r}: no vision_model.* tensors '
                         'in it (neither a CLIPVisionModel / SiglipVisionModel nor a CLIPModel / '

@@ -189,8 +189,10 @@ def test_trainable_scopes_add_parts_explicitly():
         'hf_model.language_model.lm_head.weight'}
     # the vision scope is an explicit opt-in; parameters after vision_feature_layer stay frozen
     algo = build(student_trainable=('vision_tower:embeddings.', ))
+    # transformers 5's SigLIP vision model has no `vision_model.` level
+    level = 'vision_model.' if hasattr(algo.student.hf_model.vision_tower, 'vision_model') else ''
     assert {n for n, p in algo.student.named_parameters() if p.requires_grad} == {
-        f'hf_model.vision_tower.vision_model.embeddings.{w}'
+        f'hf_model.vision_tower.{level}embeddings.{w}'
         for w in ('patch_embedding.weight', 'patch_embedding.bias', 'position_embedding.weight')}
     with pytest.raises(ValueError, match='never reach the output'):
         build(student_trainable=('vision_tower:mlp.', ))  # only layer 0 (unused at layer -2)

@@ -16,6 +16,12 @@ TEXT = dict(model_type='qwen2', hidden_size=32, intermediate_size=64, num_hidden
             tie_word_embeddings=True)
 
 
+def vision(model):
+    """The vision tower's embeddings/encoder holder (transformers 5 dropped ``vision_model``)."""
+    tower = model.hf_model.vision_tower
+    return getattr(tower, 'vision_model', tower)
+
+
 def tiny(**kw):
     torch.manual_seed(0)
     args = dict(vision_config=copy.deepcopy(VISION), text_config=copy.deepcopy(TEXT),
@@ -146,8 +152,8 @@ def test_pretrained_from_checkpoint_and_hf_folders(tmp_path):
     part = tiny(pretrained=dict(language_model=str(tmp_path / 'llm'), vision_tower=str(tmp_path / 'vit')))
     assert torch.equal(part.hf_model.language_model.lm_head.weight,
                        src.hf_model.language_model.lm_head.weight)
-    assert torch.equal(part.hf_model.vision_tower.vision_model.embeddings.patch_embedding.weight,
-                       src.hf_model.vision_tower.vision_model.embeddings.patch_embedding.weight)
+    assert torch.equal(vision(part).embeddings.patch_embedding.weight,
+                       vision(src).embeddings.patch_embedding.weight)
     assert not torch.equal(part.hf_model.multi_modal_projector.linear_1.weight,
                            src.hf_model.multi_modal_projector.linear_1.weight)
     with pytest.raises(KeyError, match='missing'):
@@ -172,6 +178,33 @@ def test_every_trainable_parameter_gets_a_gradient(vision_type, feature_layer, f
     assert any(n.startswith('post_layernorm.') for n in model.unused_vision_params)
     if vision_type == 'siglip_vision_model':
         assert any(n.startswith('head.') for n in model.unused_vision_params)
-    used = model.hf_model.vision_tower.vision_model.encoder.layers[0]
+    used = vision(model).encoder.layers[0]
     if 0 not in frozen_layers:
         assert all(p.requires_grad and p.grad is not None for p in used.parameters())
+
+
+@pytest.mark.parametrize('vision_type,feature_layer', [('clip_vision_model', -2),
+                                                       ('siglip_vision_model', -1)])
+def test_same_logits_and_answers_as_transformers_llava(vision_type, feature_layer):
+    """LlavaParts with the weights of transformers' own LlavaForConditionalGeneration
+    (whatever its layout on the installed version) gives its logits and its greedy
+    answers; the weights load through LlavaParts' key conversion."""
+    from transformers import LlavaForConditionalGeneration
+    model = tiny(vision_config=dict(VISION, model_type=vision_type),
+                 vision_feature_layer=feature_layer, max_new_tokens=4).eval()
+    torch.manual_seed(1)
+    ref = LlavaForConditionalGeneration(model.config).eval()
+    model.hf_model.load_state_dict(ref.state_dict())  # strict
+    data = batch(model, num_image_tokens=model.num_image_tokens)['inputs']
+    with torch.no_grad():
+        ours = model(data, mode='tensor')['logits']
+        theirs = ref(input_ids=data['input_ids'], attention_mask=data['attention_mask'],
+                     pixel_values=data['pixel_values'], use_cache=False).logits
+    assert ours.shape == theirs.shape
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+    ids, mask = data['prompt_input_ids'], data['prompt_attention_mask']
+    expected = ref.generate(input_ids=ids, attention_mask=mask, pixel_values=data['pixel_values'],
+                            max_new_tokens=4, do_sample=False, num_beams=1,
+                            pad_token_id=model.tokenizer.pad_token_id,
+                            eos_token_id=model.tokenizer.eos_token_id)[:, ids.shape[1]:]
+    assert torch.equal(model.generate(data), expected)

@@ -77,6 +77,27 @@ def feature_loss(s_rec, t_rec, s_conn=None, t_conn=None, s_idx=None, t_idx=None,
     return dict(type='L2Loss', **loss), dict(s_feature=s, t_feature=t)
 
 
+def hf_layer(model_type: str, index: int):
+    """Path (under the transformers model) of encoder layer ``index`` and the ``data_idx``
+    of its hidden state: transformers 5 moved ViT's layers to ``layers.N`` and dropped
+    the ``vision_model.`` level of CLIP / SigLIP vision models, and its layers return the
+    hidden state itself where 4.x returned a tuple."""
+    import transformers
+    v5 = int(transformers.__version__.split('.')[0]) >= 5
+    if model_type == 'dinov2':
+        path = f'encoder.layer.{index}'
+    elif model_type == 'vit':
+        path = f'layers.{index}' if v5 else f'encoder.layer.{index}'
+    else:  # clip / siglip vision towers
+        path = f'encoder.layers.{index}' if v5 else f'vision_model.encoder.layers.{index}'
+    return path, (None if v5 else 0)
+
+
+def vision_part(model):
+    """The module holding embeddings/encoder of a CLIP / SigLIP vision model (any version)."""
+    return getattr(model, 'vision_model', model)
+
+
 def distiller(student_recorders, teacher_recorders, losses, connectors=None):
     return dict(type='ConfigurableDistiller', student_recorders=student_recorders,
                 teacher_recorders=teacher_recorders, connectors=connectors or {},
@@ -180,14 +201,15 @@ def test_hf_vision_teacher_from_folder_teaches_mmseg_student(tmp_path):
     torch.manual_seed(0)
     hf = Dinov2Model(Dinov2Config(image_size=64, patch_size=16, **HF_SMALL))
     folder = save_hf(hf, tmp_path / 'dinov2-tiny')
+    layer, idx = hf_layer('dinov2', 1)
     model = MODELS.build(dict(
         type='SingleTeacherDistill',
         architecture=dict(cfg_path=SEG_STUDENT),
         teacher=dict(_scope_='mmkd', type='HFVisionModel', pretrained_path=folder),
         distiller=distiller(
             dict(c5=dict(type='ModuleOutputs', source='backbone')),
-            dict(layer1=dict(type='ModuleOutputs', source='model.encoder.layer.1')),
-            dict(loss_tokens=feature_loss('c5', 'layer1', 's_map', 't_map', s_idx=3, t_idx=0)),
+            dict(layer1=dict(type='ModuleOutputs', source=f'model.{layer}')),
+            dict(loss_tokens=feature_loss('c5', 'layer1', 's_map', 't_map', s_idx=3, t_idx=idx)),
             connectors=dict(
                 # the student's stage 4 is stride 8 (dilated ResNetV1c): 16x16 at 128 px
                 s_map=dict(type='ConvConnector', in_channels=128, out_channels=32),
@@ -270,10 +292,12 @@ def test_hf_vision_model_from_config_object():
     m = HFVisionModel(config=dict(model_type='vit', image_size=32, patch_size=8, **HF_SMALL))
     assert type(m.model).__name__ == 'ViTModel'
     names = dict(m.named_modules())
-    assert {'model.encoder.layer.1', 'tokens_tap', 'pooled_tap', 'patch_map_tap'} <= set(names)
+    layer, idx = hf_layer('vit', 1)
+    layer = f'model.{layer}'
+    assert {layer, 'tokens_tap', 'pooled_tap', 'patch_map_tap'} <= set(names)
     seen = {}
     handles = [names[n].register_forward_hook(lambda mod, i, o, n=n: seen.setdefault(n, o))
-               for n in ('model.encoder.layer.1', 'patch_map_tap')]
+               for n in (layer, 'patch_map_tap')]
     x = torch.randn(2, 3, 32, 32)
     out = m(x, mode='tensor')
     for h in handles:
@@ -282,7 +306,8 @@ def test_hf_vision_model_from_config_object():
     assert out['patch_map'].shape == (2, 32, 4, 4)
     # the map is the 16 patch tokens (class token first), row by row
     assert torch.equal(out['patch_map'].flatten(2).transpose(1, 2), out['tokens'][:, 1:])
-    assert seen['model.encoder.layer.1'][0].shape == (2, 17, 32)
+    hidden = seen[layer] if idx is None else seen[layer][idx]
+    assert hidden.shape == (2, 17, 32)
     before = snapshot(m.model)
     m.init_weights()
     assert_same(before, m.model)  # transformers' own initialisation is not re-run
@@ -309,14 +334,14 @@ def test_hf_two_tower_config_and_folder_give_the_vision_tower(tmp_path, model_ty
     m = HFVisionModel(config=dict(model_type=model_type, vision_config=vision))
     assert type(m.model).__name__ == cls
     assert m(torch.randn(2, 3, 32, 32))['patch_map'].shape == (2, 32, 4, 4)
-    assert 'model.vision_model.encoder.layers.1' in dict(m.named_modules())
+    assert f'model.{hf_layer(model_type, 1)[0]}' in dict(m.named_modules())
     full_cfg = getattr(transformers, f'{"CLIP" if model_type == "clip" else "Siglip"}Config')(
         vision_config=vision, text_config=dict(vocab_size=40, max_position_embeddings=8,
                                                **HF_SMALL))
     full = transformers.AutoModel.from_config(full_cfg)
     from_folder = HFVisionModel(pretrained_path=save_hf(full, tmp_path / model_type))
     assert type(from_folder.model).__name__ == cls
-    assert torch.equal(from_folder.model.vision_model.embeddings.patch_embedding.weight,
+    assert torch.equal(vision_part(from_folder.model).embeddings.patch_embedding.weight,
                        full.vision_model.embeddings.patch_embedding.weight)
 
 
