@@ -1,8 +1,9 @@
 # ACAM-KD on every FPN level of a RetinaNet (M=6 selection units per mask family, the
 # paper's detection setting), shapes demo. ACAMKDLoss aligns the student's 32 FPN
 # channels to the teacher's 64 with its own 1x1 conv, fuses teacher-query /
-# student-key-value cross-attention (exact, chunked over 1024 queries) and learns
-# M channel + M spatial masks from the fused feature. Weight 0.05 per level for the
+# student-key-value cross-attention (exact, through SDPA) and learns M channel +
+# M spatial masks from the standardised fused feature, in the cooperative form (the
+# loss's defaults: student and masks not detached; README). Weight 0.05 per level for the
 # same reason as the FitNet demo (at 1: gradient norm ~270 vs ~2, clipped at 35,
 # and the student lost 5 mAP; see README).
 _base_ = ['../fitnet/fitnet_fpn_retinanet-r18_retinanet-r18-w16_shapes_demo.py']

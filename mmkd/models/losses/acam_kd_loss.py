@@ -14,6 +14,7 @@ from mmkd.registry import MODELS
 from .utils import check_loss_args
 
 _EPS = 1e-6
+_NORM_EPS = 1e-5  # variance floor of the standardisation in ASCM (normalize_fused)
 
 
 def dice_diversity(masks: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
@@ -49,28 +50,68 @@ def dice_diversity(masks: torch.Tensor, reduction: str = 'mean') -> torch.Tensor
     return pair_sum.mean()
 
 
+#: Normalisers of the masked mimicking terms (E7)-(E8); see :class:`ACAMKDLoss`.
+MASK_NORMALIZERS = ('energy', 'mass')
+
+#: Implementations of the fusion attention (E3)-(E4); see :func:`cross_attention`.
+ATTENTION_IMPLS = ('sdpa', 'chunked', 'full')
+
+
 def _attend_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   scale: float) -> torch.Tensor:
     # q: (N, Lq, Cq), k: (N, Lk, Cq), v: (N, Lk, C) -> (N, Lq, C)
     return torch.softmax((q @ k.transpose(1, 2)) * scale, dim=-1) @ v
 
 
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """One call of ``F.scaled_dot_product_attention`` with one head.
+
+    The fused kernels (flash attention on CPU, memory-efficient attention on CUDA)
+    need queries, keys and values of one head size; here C_q = C/2 != C, and with
+    unequal sizes PyTorch falls back to its math path, which materialises the
+    P x P weights. So q, k and v are zero-padded to a common size (a multiple of 8,
+    which the CUDA kernels want): zero columns add nothing to q.k, the padded
+    value columns come out zero and are cut off, and the scale stays 1/sqrt(C_q).
+    The kernels also need a unit stride along the channels (q, k, v arrive here as
+    transposed NCHW maps), hence ``contiguous()``: without it the math path runs
+    (measured: 3.2 GiB instead of 0.15 GiB for one 256 x 100 x 168 level).
+    """
+    cq, c = q.shape[-1], v.shape[-1]
+    d = -(-max(cq, c) // 8) * 8
+
+    def head(x: torch.Tensor, size: int) -> torch.Tensor:
+        return F.pad(x, (0, d - size)).contiguous()[:, None]  # (N, 1, L, d)
+
+    out = F.scaled_dot_product_attention(head(q, cq), head(k, cq), head(v, c), scale=scale)
+    return out[:, 0, :, :c]
+
+
 def cross_attention(q: torch.Tensor,
                     k: torch.Tensor,
                     v: torch.Tensor,
-                    chunk_size: int | None = None) -> torch.Tensor:
-    r""":math:`\mathrm{softmax}(q k^\top / \sqrt{C_q})\, v`, optionally chunked over queries.
+                    chunk_size: int | None = None,
+                    impl: str = 'sdpa') -> torch.Tensor:
+    r""":math:`\mathrm{softmax}(q k^\top / \sqrt{C_q})\, v` for q, k: (N, L, C_q), v: (N, L, C).
 
-    With ``chunk_size`` the queries are processed ``chunk_size`` rows at a time and,
-    when autograd is recording, each chunk runs under activation checkpointing, so
-    neither the forward nor the backward pass ever holds more than one
-    (chunk_size x Lk) block of attention weights. Each output row depends only on its
-    own query row, so chunking is exact (same values and gradients as the full
-    computation, up to float rounding).
+    ``impl`` picks how, all exact (same values and gradients up to float rounding):
+
+    * ``'sdpa'``: ``torch.nn.functional.scaled_dot_product_attention`` (see
+      :func:`_sdpa`); its fused kernels never hold the P x P weights in forward or
+      backward (memory O(P C)).
+    * ``'chunked'``: queries ``chunk_size`` rows at a time, each chunk under
+      activation checkpointing when autograd records, so at most one
+      (chunk_size x Lk) block of weights is alive (each output row depends only on
+      its own query row, so chunking is exact). The pre-SDPA implementation.
+    * ``'full'``: the P x P weights at once (autograd keeps them for backward).
     """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f'cross_attention: impl={impl!r} is not valid; choose one of '
+                         f'{ATTENTION_IMPLS}')
     scale = 1.0 / math.sqrt(q.shape[-1])
+    if impl == 'sdpa':
+        return _sdpa(q, k, v, scale)
     n_q = q.shape[1]
-    if chunk_size is None or n_q <= chunk_size:
+    if impl == 'full' or chunk_size is None or n_q <= chunk_size:
         return _attend_block(q, k, v, scale)
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
                                               or v.requires_grad)
@@ -117,12 +158,15 @@ class ACAMKDLoss(nn.Module):
 
     Mask-normalised feature mimicking, with D = F_T - F'_S::
 
-        (E7)  L^c = 1/M sum_m  || M^c_m (x) D ||^2 / ( HW * sum_k M^c_{m,k} )
-        (E8)  L^s = 1/M sum_m  || M^s_m (x) D ||^2 / ( C  * sum_p M^s_{m,p} )
+        (E7)  L^c = 1/M sum_m  || M^c_m (x) D ||^2 / ( HW * |M^c_m| )
+        (E8)  L^s = 1/M sum_m  || M^s_m (x) D ||^2 / ( C  * |M^s_m| )
 
     where (x) broadcasts the mask over the other axis, so each squared error is
-    weighted by the *square* of the mask while the normaliser is the mask mass (the
-    paper's formula as written; MasKD, which ACAM-KD builds on, does the same).
+    weighted by the *square* of the mask. ``|M|`` is the mask mass sum M, as the paper
+    writes it (``mask_normalizer='mass'``, default; MasKD, which ACAM-KD builds on,
+    does the same with masks it never trains) or the mask energy sum M^2
+    (``'energy'``: a weighted mean of the error, equal for 0/1 masks, independent of
+    a common mask level).
 
     Dice diversity between the masks (see :func:`dice_diversity`)::
 
@@ -138,48 +182,49 @@ class ACAMKDLoss(nn.Module):
     Paper settings: :math:`M = 6` on each FPN level for detection, :math:`M = 19`
     (the number of Cityscapes classes) on the segmentation logits.
 
-    Gradients:
+    Standardisation (``normalize_fused=True``, default; a choice, the paper writes
+    E5-E6 on the raw fused feature): per sample, z is standardised per channel over
+    the positions and v over the channels (population variance + 1e-5) before the
+    selection units. Each mask's logits then average to 0, so no mask can sit at a
+    free level: F_fused = A V is nearly constant over the positions at the start
+    (nearly uniform attention), and without this the units could only move each
+    whole mask up or down, which (E7)-(E9) then drive to constant 0/1 masks.
+
+    Gradients (the defaults are the paper's cooperative form: the student takes part
+    in the fusion and the masks learn from every term; its Tab. 10 credits the gain
+    to the student taking part):
+
       * ``preds_T`` is a target: it is detached and never receives a gradient.
       * The student receives its gradient through :math:`D` in (E7)-(E8) (and
-        through ``f_align``). By default (``detach_student_in_fusion=True``) the
-        student feature is detached where it enters STCA-FF, so the student cannot
-        lower the loss by reshaping the masks instead of imitating the teacher.
-        The paper does not say; set False to let the gradient flow there too.
-      * The fusion/masking parameters (W_q, W_k, W_v, m_c, m_s). The paper says the
-        masks adjust "by optimizing the two losses" (mimicking and diversity; the
-        sentence as quoted in third-party summaries) and mentions no detaching.
-        Taken literally that is self-defeating: (E7)-(E8) weight the error by M^2
-        but normalise by sum(M), so they scale linearly with a uniform mask level
-        and their gradient pushes every mask towards 0, switching the distillation
-        off. Measured on a toy problem (a 2x16x8x8 student tensor trained directly,
-        SGD lr 0.05 momentum 0.9, 600 steps): with that gradient the mean channel /
-        spatial mask fell to 0.001 / 0.000 and the student's MSE stalled at 1.72
-        (from 1.93); with the masks detached from (E7)-(E8) they stayed diverse
-        (spatial-mask std 0.49) and the MSE fell to 0.80. So by default
-        (``detach_masks=True``) the masks are constants in (E7)-(E8) and the
-        fusion/masking parameters learn from the diversity term (E9) only;
-        ``detach_masks=False`` restores the literal reading.
+        ``f_align``) and, where its feature enters STCA-FF as keys and values,
+        through the masks. ``detach_student_in_fusion=True`` cuts the second path
+        (the fusion still sees the student's feature in the forward pass).
+      * The fusion/masking parameters (W_q, W_k, W_v, m_c, m_s) learn from
+        (E7)-(E8) and (E9); ``detach_masks=True`` makes the masks constants in
+        (E7)-(E8), so that they learn from (E9) only.
+      * Without the standardisation the cooperative form collapses: with the mass
+        normaliser (E7)-(E8) are linear in a common mask level (masks at level mu
+        give mu * MSE), so their gradient lowers every mask, and on the shapes
+        detection demo all spatial masks fell below 0.05 within 50-225 iterations.
+        The measurements and the detached variants' behaviour are in
+        ``configs/acam_kd/README.md``.
 
-    Memory: the full attention (E3) is P x P; for one 256 x 100 x 152 FPN level
-    (P = 15200) that is 0.92 GB per sample in fp32 for the weights alone, and
-    autograd keeps them for the backward pass. Two remedies:
-
-      * ``attn_chunk_size`` (default 1024): queries are processed in chunks, each
-        under activation checkpointing, so at most one N x chunk x P block is alive in
-        forward or backward. Exact (identical to the full attention), at the cost
-        of recomputing each block once in backward. This is the default because it
-        does not change the method.
-      * ``kv_pool_size`` (default None = off): keys and values are average-pooled
-        to a fixed grid before attention (P x G instead of P x P). Cheaper, but an
-        approximation of (E3)-(E4); equal to the full attention when the grid
-        equals the input size.
+    Attention (``attention``): ``'sdpa'`` (default) runs (E3)-(E4) through
+    ``torch.nn.functional.scaled_dot_product_attention``, whose fused kernels (flash
+    attention on CPU, memory-efficient attention on CUDA) never hold the P x P
+    weights; exact. ``'chunked'`` (the earlier implementation) processes
+    ``attn_chunk_size`` queries at a time under activation checkpointing: exact, but
+    about twice the memory of SDPA on CPU; kept for back-ends where SDPA falls back
+    to its math kernel. ``'full'`` materialises P x P (tests, tiny inputs).
+    ``kv_pool_size`` average-pools keys and values to a fixed grid (an
+    approximation; equal to the exact attention when the grid equals the input).
+    Per-level memory and time at COCO sizes: ``configs/acam_kd/README.md``.
 
     Choices where the paper is silent: no biases in W_q/W_k/W_v (the paper writes
     plain matrices); C_q = max(1, C // 2) for odd C; selection units initialised
     fan-in style, m_c ~ N(0, 1) and m_s ~ N(0, 1/C) (``init_std`` overrides both;
     with MasKD's 0.01 every mask starts at ~0.5, all masks are equal, and the
-    diversity gradient vanishes at that symmetric point, so with detached masks
-    they never separate); diversity applied to both mask families and averaged
+    diversity gradient vanishes at that symmetric point); diversity applied to both mask families and averaged
     (not summed) over the pairs; every term averaged over the batch; one loss
     instance (own parameters) per feature level.
 
@@ -195,8 +240,9 @@ class ACAMKDLoss(nn.Module):
         diversity_weight (float): weight of :math:`L_{div}` (the paper's lambda).
         loss_weight (float): multiplies the whole sum (the paper's alpha when the
             diversity weight is scaled accordingly).
-        attn_chunk_size (int | None): query chunk of the exact attention; None
-            materialises the full P x P matrix.
+        attention (str): 'sdpa' (default), 'chunked' or 'full'; see Attention.
+        attn_chunk_size (int | None): query chunk of ``attention='chunked'``; None
+            materialises the full P x P matrix there.
         kv_pool_size (int | tuple[int, int] | None): grid the keys/values are
             average-pooled to (approximate attention); None disables pooling.
         diversity_masks (Sequence[str]): which masks the diversity term covers, a
@@ -204,6 +250,10 @@ class ACAMKDLoss(nn.Module):
         diversity_reduction (str): 'mean' or 'sum' over mask pairs.
         detach_student_in_fusion (bool): see Gradients.
         detach_masks (bool): see Gradients.
+        mask_normalizer (str): 'mass' (sum M, the paper's formula as written,
+            default) or 'energy' (sum M^2); see (E7)-(E8).
+        normalize_fused (bool): standardise the fused feature before the selection
+            units; see Standardisation.
         init_std (float | None): std of the selection units' normal init; None for
             the fan-in default above.
         allow_negative_weight (bool): accept ``loss_weight < 0``.
@@ -219,12 +269,15 @@ class ACAMKDLoss(nn.Module):
                  spatial_weight: float = 1.0,
                  diversity_weight: float = 1.0,
                  loss_weight: float = 1.0,
+                 attention: str = 'sdpa',
                  attn_chunk_size: int | None = 1024,
                  kv_pool_size: int | tuple[int, int] | None = None,
                  diversity_masks: Sequence[str] = ('spatial', 'channel'),
                  diversity_reduction: str = 'mean',
-                 detach_student_in_fusion: bool = True,
-                 detach_masks: bool = True,
+                 detach_student_in_fusion: bool = False,
+                 detach_masks: bool = False,
+                 mask_normalizer: str = 'mass',
+                 normalize_fused: bool = True,
                  init_std: float | None = None,
                  allow_negative_weight: bool = False) -> None:
         super().__init__()
@@ -239,6 +292,11 @@ class ACAMKDLoss(nn.Module):
                                   'attn_chunk_size', 'init_std'),
                         optional=('attn_chunk_size', 'init_std'),
                         allow_negative_weight=allow_negative_weight)
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f'ACAMKDLoss: attention={attention!r} is not valid; choose one of '
+                             f"{ATTENTION_IMPLS} ('sdpa': fused exact kernels, the default; "
+                             "'chunked': exact, query chunks of attn_chunk_size under activation "
+                             "checkpointing; 'full': the P x P matrix at once)")
         if kv_pool_size is not None:
             pool = (kv_pool_size, kv_pool_size) if isinstance(kv_pool_size, int) else tuple(
                 kv_pool_size)
@@ -251,6 +309,11 @@ class ACAMKDLoss(nn.Module):
         if unknown:
             raise ValueError(f'diversity_masks={tuple(diversity_masks)!r} has unknown entries '
                              f"{sorted(unknown)}; valid: 'spatial', 'channel'")
+        if mask_normalizer not in MASK_NORMALIZERS:
+            raise ValueError(
+                f'ACAMKDLoss: mask_normalizer={mask_normalizer!r} is not valid; choose '
+                "'energy' (divide by sum(M^2): a weighted mean of the error, independent of the "
+                "mask level) or 'mass' (divide by sum(M), the formula as the paper writes it)")
         if diversity_reduction not in ('mean', 'sum'):
             raise ValueError(
                 f"diversity_reduction={diversity_reduction!r} is not valid; choose 'mean' or 'sum'")
@@ -262,12 +325,15 @@ class ACAMKDLoss(nn.Module):
         self.spatial_weight = spatial_weight
         self.diversity_weight = diversity_weight
         self.loss_weight = loss_weight
+        self.attention = attention
         self.attn_chunk_size = attn_chunk_size
         self.kv_pool_size = kv_pool_size
         self.diversity_masks = tuple(diversity_masks)
         self.diversity_reduction = diversity_reduction
         self.detach_student_in_fusion = detach_student_in_fusion
         self.detach_masks = detach_masks
+        self.mask_normalizer = mask_normalizer
+        self.normalize_fused = normalize_fused
 
         c = teacher_channels
         self.query_channels = max(1, c // 2)
@@ -291,7 +357,9 @@ class ACAMKDLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f'student_channels={self.student_channels}, '
                 f'teacher_channels={self.teacher_channels}, num_masks={self.num_masks}, '
-                f'attn_chunk_size={self.attn_chunk_size}, kv_pool_size={self.kv_pool_size}')
+                f'attention={self.attention!r}, kv_pool_size={self.kv_pool_size}, '
+                f'detach_masks={self.detach_masks}, mask_normalizer={self.mask_normalizer!r}, '
+                f'detach_student_in_fusion={self.detach_student_in_fusion}')
 
     # ------------------------------------------------------------------ checks
     def _check_inputs(self, preds_S: torch.Tensor, preds_T: torch.Tensor) -> None:
@@ -331,7 +399,7 @@ class ACAMKDLoss(nn.Module):
             v = F.adaptive_avg_pool2d(v, self.kv_pool_size)
         k = k.flatten(2).transpose(1, 2)  # (N, Pk, Cq)
         v = v.flatten(2).transpose(1, 2)  # (N, Pk, C)
-        fused = cross_attention(q, k, v, self.attn_chunk_size)  # (N, P, C)
+        fused = cross_attention(q, k, v, self.attn_chunk_size, self.attention)  # (N, P, C)
         return fused.transpose(1, 2).reshape(n, c, h, w)
 
     def masks_from_fused(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -341,9 +409,16 @@ class ACAMKDLoss(nn.Module):
             channel masks (N, M, C) and spatial masks (N, M, H*W).
         """
         v = fused.mean(dim=(2, 3))  # (N, C)
+        z = fused.flatten(2)  # (N, C, P)
+        if self.normalize_fused:
+            # standardise: v over the channels, z per channel over the positions, so
+            # that no mask can be (nearly) constant at its (learned) level
+            v = (v - v.mean(1, keepdim=True)) / torch.sqrt(
+                v.var(1, keepdim=True, correction=0) + _NORM_EPS)
+            z = (z - z.mean(2, keepdim=True)) / torch.sqrt(
+                z.var(2, keepdim=True, correction=0) + _NORM_EPS)
         channel = torch.sigmoid(self.channel_units[None] * v[:, None, :])  # (N, M, C)
-        spatial = torch.sigmoid(torch.einsum('mc,ncp->nmp', self.spatial_units,
-                                             fused.flatten(2)))  # (N, M, P)
+        spatial = torch.sigmoid(torch.einsum('mc,ncp->nmp', self.spatial_units, z))  # (N, M, P)
         return channel, spatial
 
     def _masks(self, preds_S: torch.Tensor,
@@ -380,12 +455,17 @@ class ACAMKDLoss(nn.Module):
 
         mc = channel.detach() if self.detach_masks else channel
         ms = spatial.detach() if self.detach_masks else spatial
+        mc2, ms2 = mc.pow(2), ms.pow(2)
+        # the mask's size in the normaliser: its mass sum(M) as the paper writes it, or its
+        # energy sum(M^2) (the same for 0/1 masks; invariant to the mask level, see class doc)
+        norm_c = mc2.sum(-1) if self.mask_normalizer == 'energy' else mc.sum(-1)
+        norm_s = ms2.sum(-1) if self.mask_normalizer == 'energy' else ms.sum(-1)
         # (E7) ||M^c_m (x) D||^2 = sum_k (M^c_{m,k})^2 sum_p D_kp^2
-        loss_c = (mc.pow(2) * err_per_channel[:, None, :]).sum(-1) / (
-            h * w * mc.sum(-1)).clamp_min(_EPS)  # (N, M)
+        loss_c = (mc2 * err_per_channel[:, None, :]).sum(-1) / (
+            h * w * norm_c).clamp_min(_EPS)  # (N, M)
         # (E8) ||M^s_m (x) D||^2 = sum_p (M^s_{m,p})^2 sum_k D_kp^2
-        loss_s = (ms.pow(2) * err_per_position[:, None, :]).sum(-1) / (
-            c * ms.sum(-1)).clamp_min(_EPS)  # (N, M)
+        loss_s = (ms2 * err_per_position[:, None, :]).sum(-1) / (
+            c * norm_s).clamp_min(_EPS)  # (N, M)
 
         loss_div = sq_err.new_zeros(())
         if 'spatial' in self.diversity_masks:

@@ -20,9 +20,20 @@ def to_lists(t):
     return t.detach().double().tolist()
 
 
-def golden_acam(loss, s, t, diversity_reduction='mean'):
+def golden_acam(loss, s, t, diversity_reduction='mean', normalizer='mass', standardize=True):
     """Channel (E7), spatial (E8) and Dice diversity (E9) terms, batch-averaged,
-    computed element by element from the module's parameters."""
+    computed element by element from the module's parameters. ``normalizer``: the
+    mask's size in (E7)-(E8), its energy sum(M^2) or its mass sum(M). ``standardize``:
+    the channel means standardised over the channels and the fused feature per channel
+    over the positions (population variance + 1e-5) before the selection units."""
+    def standardized(xs):
+        mean = sum(xs) / len(xs)
+        var = sum((x - mean)**2 for x in xs) / len(xs)
+        return [(x - mean) / math.sqrt(var + 1e-5) for x in xs]
+
+    def size(mask):
+        return sum(x * x for x in mask) if normalizer == 'energy' else sum(mask)
+
     n, ct, h, w = t.shape
     cs = s.shape[1]
     p_count = h * w
@@ -76,16 +87,19 @@ def golden_acam(loss, s, t, diversity_reduction='mean'):
             for c in range(ct):
                 fused[c][i] = sum(att[j] * v[c][j] for j in range(p_count))
         pooled = [sum(fused[c]) / p_count for c in range(ct)]
+        if standardize:
+            pooled = standardized(pooled)
+            fused = [standardized(fused[c]) for c in range(ct)]
         mc = [[sigmoid(gains[m] * pooled[c]) for c in range(ct)] for m in range(m_count)]
         ms = [[sigmoid(sum(units[m][c] * fused[c][p] for c in range(ct)))
                for p in range(p_count)] for m in range(m_count)]
         d = [[T[b][c][p] - sa[c][p] for p in range(p_count)] for c in range(ct)]
         lc = sum(
             sum((mc[m][c] * d[c][p])**2 for c in range(ct) for p in range(p_count)) /
-            (p_count * sum(mc[m])) for m in range(m_count)) / m_count
+            (p_count * size(mc[m])) for m in range(m_count)) / m_count
         ls = sum(
             sum((ms[m][p] * d[c][p])**2 for c in range(ct) for p in range(p_count)) /
-            (ct * sum(ms[m])) for m in range(m_count)) / m_count
+            (ct * size(ms[m])) for m in range(m_count)) / m_count
         tot_c += lc
         tot_s += ls
         tot_div += dice(ms) + dice(mc)
@@ -103,14 +117,18 @@ def make_loss(cs=3, ct=4, m=3, seed=0, **kwargs):
     return loss
 
 
+@pytest.mark.parametrize('normalizer,standardize', [('mass', True), ('energy', True),
+                                                    ('mass', False)])
+@pytest.mark.parametrize('attention', ['sdpa', 'chunked', 'full'])
 @pytest.mark.parametrize('cs', [3, 4])  # with and without the 1x1 alignment conv
-def test_golden_value(cs):
+def test_golden_value(cs, attention, normalizer, standardize):
     loss = make_loss(cs=cs, channel_weight=0.7, spatial_weight=1.3, diversity_weight=0.4,
-                     loss_weight=2.0, attn_chunk_size=None)
+                     loss_weight=2.0, attention=attention, attn_chunk_size=4,
+                     mask_normalizer=normalizer, normalize_fused=standardize)
     torch.manual_seed(1)
     s = torch.randn(2, cs, 2, 3, dtype=torch.double)
     t = torch.randn(2, 4, 2, 3, dtype=torch.double)
-    lc, ls, ldiv = golden_acam(loss, s, t)
+    lc, ls, ldiv = golden_acam(loss, s, t, normalizer=normalizer, standardize=standardize)
     parts = loss.loss_components(s, t)
     assert parts['loss_channel'].item() == pytest.approx(lc, rel=1e-9)
     assert parts['loss_spatial'].item() == pytest.approx(ls, rel=1e-9)
@@ -121,7 +139,7 @@ def test_golden_value(cs):
 
 def test_golden_value_sum_reduction_and_odd_channels():
     # C_T = 5 -> C_q = 2; diversity summed over the M(M-1) ordered pairs
-    loss = make_loss(cs=5, ct=5, diversity_reduction='sum', attn_chunk_size=None)
+    loss = make_loss(cs=5, ct=5, diversity_reduction='sum')
     torch.manual_seed(2)
     s = torch.randn(1, 5, 3, 2, dtype=torch.double)
     t = torch.randn(1, 5, 3, 2, dtype=torch.double)
@@ -130,10 +148,13 @@ def test_golden_value_sum_reduction_and_odd_channels():
     assert loss(s, t).item() == pytest.approx(lc + ls + ldiv, rel=1e-9)
 
 
-def test_mask_normalisation_uniform_masks():
+@pytest.mark.parametrize('normalizer,factor', [('mass', 0.5), ('energy', 1.0)])
+def test_mask_normalisation_uniform_masks(normalizer, factor):
     """With all selection units at 0 every mask is 0.5 everywhere. (E7)/(E8) then give
-    sum(0.25 * D^2) / (P * C * 0.5) = 0.5 * mean(D^2), and identical masks have Dice 1."""
-    loss = ACAMKDLoss(4, 4, num_masks=3).double()
+    sum(0.25 * D^2) / (P * C * 0.5) = 0.5 * mean(D^2) with the mass normaliser and
+    sum(0.25 * D^2) / (P * C * 0.25) = mean(D^2) with the energy normaliser;
+    identical masks have Dice 1."""
+    loss = ACAMKDLoss(4, 4, num_masks=3, mask_normalizer=normalizer).double()
     with torch.no_grad():
         loss.channel_units.zero_()
         loss.spatial_units.zero_()
@@ -141,15 +162,15 @@ def test_mask_normalisation_uniform_masks():
     t = torch.ones(1, 4, 2, 3, dtype=torch.double)
     mse = sum((1.0 - x / 10)**2 for x in range(24)) / 24
     parts = loss.loss_components(s, t)
-    assert parts['loss_channel'].item() == pytest.approx(0.5 * mse, rel=1e-12)
-    assert parts['loss_spatial'].item() == pytest.approx(0.5 * mse, rel=1e-12)
+    assert parts['loss_channel'].item() == pytest.approx(factor * mse, rel=1e-12)
+    assert parts['loss_spatial'].item() == pytest.approx(factor * mse, rel=1e-12)
     assert parts['loss_diversity'].item() == pytest.approx(2.0, rel=1e-12)
 
 
 def test_mask_normalisation_is_by_mask_mass():
     """A spatial mask concentrated on one position makes (E8) the (mask-weighted) error
     of that position: M_p^2 e_p / (C * sum M) with the mask values written out."""
-    loss = ACAMKDLoss(2, 2, num_masks=1, attn_chunk_size=None).double()
+    loss = ACAMKDLoss(2, 2, num_masks=1, mask_normalizer='mass', normalize_fused=False).double()
     with torch.no_grad():
         loss.value_proj.weight.copy_(torch.eye(2, dtype=torch.double).reshape(2, 2, 1, 1))
         loss.query_proj.weight.zero_()  # uniform attention: fused = mean of V at every position
@@ -195,9 +216,10 @@ def test_gradients():
 
 
 def test_student_gradient_treats_masks_as_constants():
-    """detach_student_in_fusion=True (default): the student's gradient is that of
-    (E7)+(E8) with the masks held fixed."""
-    loss = make_loss(cs=4, ct=4, diversity_weight=0.0, attn_chunk_size=None)
+    """detach_student_in_fusion=True (an option since the cooperative form became the
+    default): the student's gradient is that of (E7)+(E8) with the masks held fixed."""
+    loss = make_loss(cs=4, ct=4, diversity_weight=0.0, detach_student_in_fusion=True,
+                     detach_masks=True, mask_normalizer='mass')
     torch.manual_seed(3)
     s = torch.randn(1, 4, 2, 2, dtype=torch.double, requires_grad=True)
     t = torch.randn(1, 4, 2, 2, dtype=torch.double)
@@ -274,10 +296,11 @@ def _values_and_grads(loss, s, t):
     return out.detach(), s.grad.clone(), grads
 
 
-@pytest.mark.parametrize('chunk', [1, 5, 7])
-def test_chunked_attention_matches_full(chunk):
-    full = make_loss(cs=3, ct=4, attn_chunk_size=None)
-    chunked = make_loss(cs=3, ct=4, attn_chunk_size=chunk)
+@pytest.mark.parametrize('impl,chunk', [('chunked', 1), ('chunked', 5), ('chunked', 7),
+                                        ('sdpa', None)])
+def test_attention_implementations_match_full(impl, chunk):
+    full = make_loss(cs=3, ct=4, attention='full')
+    chunked = make_loss(cs=3, ct=4, attention=impl, attn_chunk_size=chunk)
     torch.manual_seed(4)
     s = torch.randn(2, 3, 3, 4, dtype=torch.double)
     t = torch.randn(2, 4, 3, 4, dtype=torch.double)
@@ -330,7 +353,7 @@ def test_shape_errors_name_both_shapes():
 
 
 @pytest.mark.parametrize('kwargs', [
-    {'num_masks': 0}, {'attn_chunk_size': 0}, {'kv_pool_size': (2, 0)},
+    {'num_masks': 0}, {'attn_chunk_size': 0}, {'kv_pool_size': (2, 0)}, {'attention': 'flash'},
     {'diversity_masks': ('spatial', 'pixel')}, {'diversity_reduction': 'max'}
 ])
 def test_bad_arguments(kwargs):
@@ -346,3 +369,167 @@ def test_built_from_registry():
     assert isinstance(loss.align, torch.nn.Identity)
     out = loss(torch.randn(1, 8, 5, 5), torch.randn(1, 8, 5, 5))
     assert out.dim() == 0 and torch.isfinite(out)
+
+
+# ------------------------------------------------- SDPA against a direct softmax
+def direct_attention(q, k, v):
+    """softmax(q k^T / sqrt(d)) v written out, d = the query/key size."""
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return weights @ v
+
+
+@pytest.mark.parametrize('cq,c', [(3, 7), (2, 4), (9, 19), (8, 16)])
+def test_sdpa_attention_equals_direct_softmax_fp32(cq, c):
+    """The SDPA path pads q, k, v to one head size; values and gradients (w.r.t. q, k
+    and v) equal the direct formula within fp32 tolerance, also for odd sizes."""
+    from mmkd.models.losses.acam_kd_loss import cross_attention
+    torch.manual_seed(7)
+    q = torch.randn(2, 37, cq, requires_grad=True)
+    k = torch.randn(2, 37, cq, requires_grad=True)
+    v = torch.randn(2, 37, c, requires_grad=True)
+    weight = torch.randn(2, 37, c)  # a non-uniform upstream gradient
+    out = cross_attention(q, k, v, impl='sdpa')
+    assert out.shape == (2, 37, c)
+    grads = torch.autograd.grad((out * weight).sum(), (q, k, v))
+    qd, kd, vd = (x.detach().double().requires_grad_() for x in (q, k, v))
+    ref = direct_attention(qd, kd, vd)
+    ref_grads = torch.autograd.grad((ref * weight.double()).sum(), (qd, kd, vd))
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+    for g, r, name in zip(grads, ref_grads, 'qkv'):
+        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_sdpa_loss_equals_chunked_loss_fp32():
+    """The whole loss (values, student and parameter gradients) is the same with the
+    SDPA attention and the previous chunked implementation, in fp32."""
+    torch.manual_seed(8)
+    s = torch.randn(2, 6, 5, 7)
+    t = torch.randn(2, 8, 5, 7)
+    results = []
+    for attention in ('sdpa', 'chunked'):
+        torch.manual_seed(0)
+        loss = ACAMKDLoss(6, 8, num_masks=4, attention=attention, attn_chunk_size=8)
+        results.append(_values_and_grads(loss, s, t))
+    (v0, gs0, gp0), (v1, gs1, gp1) = results
+    torch.testing.assert_close(v0, v1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gs0, gs1, rtol=1e-4, atol=1e-6)
+    for name in gp0:
+        torch.testing.assert_close(gp0[name], gp1[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sdpa_never_holds_the_p_by_p_weights():
+    """Peak bytes of tensors allocated during forward + backward (profiler memory events)
+    stay far below one P x P fp32 matrix with SDPA, while the full path exceeds it."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    def peak(attention):
+        torch.manual_seed(0)
+        loss = ACAMKDLoss(8, 8, num_masks=2, attention=attention)
+        s = torch.randn(1, 8, 48, 64, requires_grad=True)  # P = 3072
+        t = torch.randn(1, 8, 48, 64)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            loss(s, t).backward()
+        events = sorted((e for e in prof.profiler.kineto_results.events()
+                         if e.name() == '[memory]' and e.device_type() == DeviceType.CPU),
+                        key=lambda e: e.start_ns())
+        held = top = 0
+        for e in events:
+            held += e.nbytes()
+            top = max(top, held)
+        return top
+
+    p_by_p = 3072 * 3072 * 4
+    assert peak('full') >= p_by_p
+    assert peak('sdpa') < p_by_p / 8
+
+
+# ----------------------------------------------------------- cooperative default
+def test_default_is_the_cooperative_form():
+    loss = ACAMKDLoss(4, 4)
+    assert loss.detach_masks is False and loss.detach_student_in_fusion is False
+    assert loss.attention == 'sdpa'
+
+
+def test_cooperative_default_student_gradient_includes_the_fusion_path():
+    """With the defaults the student's gradient is NOT the masks-held-fixed gradient of
+    (E7)+(E8): it also flows through STCA-FF (keys and values) and the masks. Checked
+    against a finite difference of the whole loss, which sees every path."""
+    loss = make_loss(cs=4, ct=4, diversity_weight=0.5)
+    torch.manual_seed(9)
+    s = torch.randn(1, 4, 2, 3, dtype=torch.double, requires_grad=True)
+    t = torch.randn(1, 4, 2, 3, dtype=torch.double)
+    loss(s, t).backward()
+    fixed = make_loss(cs=4, ct=4, diversity_weight=0.5, detach_student_in_fusion=True,
+                      detach_masks=True)
+    s_fixed = s.detach().clone().requires_grad_()
+    fixed(s_fixed, t).backward()
+    assert not torch.allclose(s.grad, s_fixed.grad)
+    eps = 1e-6
+    numeric = torch.zeros_like(s)
+    with torch.no_grad():
+        for idx in range(s.numel()):
+            d = torch.zeros(s.numel(), dtype=torch.double)
+            d[idx] = eps
+            d = d.reshape(s.shape)
+            numeric.view(-1)[idx] = (loss(s + d, t) - loss(s - d, t)) / (2 * eps)
+    torch.testing.assert_close(s.grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize('normalizer', ['energy', 'mass'])
+def test_mimic_terms_and_a_common_mask_level(normalizer):
+    """The cause of the collapse with the paper's mass normaliser: for masks at one
+    common level mu = sigmoid(b), (E7)+(E8) equal mu * MSE each (their gradient in b
+    is 2 * mu(1-mu) * MSE > 0, so training lowers every mask), while the energy
+    normaliser gives MSE whatever mu is (no gradient in b)."""
+
+    class LevelMasks(ACAMKDLoss):
+        def masks_from_fused(self, fused):
+            n, c, h, w = fused.shape
+            mu = torch.sigmoid(self.level)
+            ones = fused.new_ones(())
+            return (mu * ones).expand(n, self.num_masks, c), (mu * ones).expand(
+                n, self.num_masks, h * w)
+
+    loss = LevelMasks(3, 3, num_masks=2, diversity_weight=0.0,
+                      mask_normalizer=normalizer).double()
+    loss.level = torch.nn.Parameter(torch.tensor(0.4, dtype=torch.double))
+    torch.manual_seed(10)
+    s = torch.randn(1, 3, 2, 2, dtype=torch.double)
+    t = torch.randn(1, 3, 2, 2, dtype=torch.double)
+    mse = ((t - s)**2).mean().item()
+    mu = sigmoid(0.4)
+    value = loss(s, t)
+    value.backward()
+    if normalizer == 'mass':
+        assert value.item() == pytest.approx(2 * mu * mse, rel=1e-12)
+        assert loss.level.grad.item() == pytest.approx(2 * mu * (1 - mu) * mse, rel=1e-9)
+    else:
+        assert value.item() == pytest.approx(2 * mse, rel=1e-12)
+        assert abs(loss.level.grad.item()) < 1e-12
+
+
+def test_normalize_fused_centres_every_mask_logit():
+    """With normalize_fused (default) the logits of each spatial mask average to 0 over
+    the positions and those of each channel mask to 0 over the channels, so no mask
+    can be constant at a learned level; without it the logits have a free level."""
+    torch.manual_seed(11)
+    s = torch.randn(2, 6, 5, 4, dtype=torch.double)
+    t = torch.randn(2, 6, 5, 4, dtype=torch.double)
+    for flag in (True, False):
+        loss = ACAMKDLoss(6, 6, num_masks=3, normalize_fused=flag).double()
+        with torch.no_grad():
+            loss.spatial_units.fill_(-3.0)  # every unit pushes its logits down
+            loss.channel_units.fill_(-3.0)
+            masks = loss.compute_masks(s, t)
+        sp = torch.logit(masks['spatial'].flatten(2))
+        ch = torch.logit(masks['channel'])
+        if flag:
+            torch.testing.assert_close(sp.mean(-1), torch.zeros(2, 3, dtype=torch.double),
+                                       atol=1e-9, rtol=0)
+            torch.testing.assert_close(ch.mean(-1), torch.zeros(2, 3, dtype=torch.double),
+                                       atol=1e-9, rtol=0)
+            assert sp.std(-1).min() > 0.5  # spatially selective
+        else:
+            assert not torch.allclose(sp.mean(-1), torch.zeros(2, 3, dtype=torch.double),
+                                      atol=1e-2)
