@@ -88,6 +88,8 @@ def probe(monkeypatch):
         seen['model'] = type(model).__name__
         seen['state'] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seen['iter'] = loop.runner.iter
+        seen['teachers_loaded'] = [v.loaded for v in vars(model).values()
+                                   if type(v).__name__ == 'TeacherSet']
 
     def test_run(self):
         record(self)
@@ -192,6 +194,19 @@ def test_test_py_loads_a_plain_student_checkpoint_into_the_distillation_model(ck
                                                                              tmp_path):
     test_tool(KD_CFG, ckpts['student'], '--work-dir', str(tmp_path), '--cfg-options', NO_TEACHER)
     _assert_same(probe['state'], _file_state(ckpts['student']), prefix='architecture.')
+
+
+def test_test_py_neither_needs_nor_loads_the_teacher(ckpts, probe, tmp_path):
+    """Was: tools/test.py built the teacher and read its checkpoint (failing when the file
+    was absent), though testing never runs it. Now it is structure only, never read."""
+    absent = str(tmp_path / 'no_such_teacher.pth')
+    metrics = test_tool(KD_CFG, ckpts['kd'], '--work-dir', str(tmp_path), '--cfg-options',
+                        f'model.teacher_ckpt={absent}')
+    assert metrics == {'probe/ran': 1.0} and probe['teachers_loaded'] == [False]
+    _assert_same(probe['state'], _file_state(ckpts['kd']))  # the student is the file's
+    log = open(next(tmp_path.rglob('*.log'))).read()
+    assert 'teacher: not loaded (tools/test.py evaluates the student only)' in log
+    assert f"teacher_ckpt='{absent}' is not read" in log
 
 
 def test_test_py_gives_a_plain_config_the_student_of_a_distillation_checkpoint(ckpts, probe,
