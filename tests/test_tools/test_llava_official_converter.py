@@ -66,8 +66,13 @@ def parts_of(model):
 def official_state(model, layout, tied=True, position_ids=True):
     """The tensors as the official code saves them (names from its llava_arch / TinyLLaVA)."""
     vision, projector, causal = parts_of(model)
+    # the official code bases save with transformers 4.x: the tower's vision_model. level
+    # (which transformers 5's vision models lack) is in their files
+    vision = {k if k.startswith('vision_model.') else f'vision_model.{k}': v
+              for k, v in vision.items()}
     if position_ids:  # older transformers saved CLIP's position ids
-        n = model.hf_model.vision_tower.vision_model.embeddings.position_embedding.weight.shape[0]
+        tower = model.hf_model.vision_tower
+        n = getattr(tower, 'vision_model', tower).embeddings.position_embedding.weight.shape[0]
         vision['vision_model.embeddings.position_ids'] = torch.arange(n)[None]
     v_prefix, p_prefix, dec, head = dict(
         llava=('model.vision_tower.vision_tower.', 'model.mm_projector.', 'model.', 'lm_head.'),
@@ -267,8 +272,9 @@ def test_vision_tower_from_its_own_folder_when_absent(tmp_path):
                                         num_attention_heads=2, vocab_size=40)
     full = transformers.CLIPModel(transformers.CLIPConfig(text_config=t_cfg.to_dict(),
                                                           vision_config=v_cfg.to_dict()))
-    full.vision_model.load_state_dict({k[len('vision_model.'):]: v for k, v in
-                                       ref.hf_model.vision_tower.state_dict().items()})
+    full.vision_model.load_state_dict({  # the tower's names with or without vision_model.
+        k[len('vision_model.'):] if k.startswith('vision_model.') else k: v
+        for k, v in ref.hf_model.vision_tower.state_dict().items()})
     full.save_pretrained(str(tmp_path / 'clip_full'))
     convert_and_check(tmp_path, ref, folder, ['--vision-tower', str(tmp_path / 'clip_full')])
 

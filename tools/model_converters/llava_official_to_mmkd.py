@@ -29,11 +29,12 @@ Tied embeddings (``tie_word_embeddings=true``: Qwen1.5-0.5B/1.8B, Qwen2-0.5B/1.5
 ``lm_head.weight``; the output holds it as the embedding (one tensor, two names), as an
 mmkd checkpoint of a tied model does. ``vision_model.embeddings.position_ids`` (saved by
 older transformers, recomputed by current ones) is dropped when the installed
-transformers keeps it out of the state dict. The output keys follow the installed
-transformers' layout of ``LlavaForConditionalGeneration`` (4.51 nests the language model
-as ``language_model.model.``, later versions as ``model.language_model.``), which is
-recorded in ``meta.transformers_layout``; ``LlavaModel(pretrained=OUT)`` re-keys a file of
-the other layout itself.
+transformers keeps it out of the state dict. The output keys are those of
+``LlavaModel.hf_model`` (:class:`~mmkd.models.wrappers.llava_parts.LlavaParts`: the layout
+of transformers <= 4.51, ``language_model.model.``, on every version) on the installed
+transformers: the vision tower has the ``vision_model.`` level up to 4.x, not on 5.x;
+``meta.transformers_layout`` records which. ``teacher_ckpt`` and
+``LlavaModel(pretrained=OUT)`` re-key a file written under the other version themselves.
 
 Usage::
 
@@ -197,6 +198,9 @@ def split_parts(state: Dict[str, torch.Tensor], layout: str, config: dict, shown
     elif vision_tower is not None:
         raise ConversionError(f'--vision-tower {vision_tower!r}: {shown} holds its own vision '
                               f'tower ({v_prefix}*); drop --vision-tower')
+    elif not any(k.startswith('vision_model.') for k in parts['vision']):
+        # a tower saved by transformers >= 5 (no vision_model. level): the names below have it
+        parts['vision'] = {'vision_model.' + k: v for k, v in parts['vision'].items()}
     if not any(k.startswith('model.embed_tokens.') for k in parts['causal_lm']):
         raise ConversionError(f'{shown}: the language model tensor {dec + "embed_tokens.weight"!r} '
                               'is missing: an incomplete checkpoint (a shard not copied?)')
@@ -220,6 +224,10 @@ def _vision_folder(folder: str) -> Dict[str, torch.Tensor]:
                                 'folder of CLIP / SigLIP)')
     state = read_weights(folder, '--vision-tower')
     vision = {k: v for k, v in state.items() if k.startswith('vision_model.')}
+    if not vision and any(k.startswith('embeddings.patch_embedding.') for k in state):
+        # a CLIPVisionModel / SiglipVisionModel folder written by transformers >= 5, which
+        # has no vision_model. level
+        vision = {'vision_model.' + k: v for k, v in state.items()}
     if not vision:
         raise ConversionError(f'--vision-tower {folder!r} holds no vision_model.* tensors: not a '
                               'CLIP / SigLIP (vision or full) folder; it holds e.g. '
@@ -291,16 +299,19 @@ def suggested_config(parts: Dict[str, Dict[str, torch.Tensor]], config: dict) ->
 
 # ----------------------------------------------------------------------------- target
 def _tiny_llava(vision_type: str):
-    """A tiny LlavaForConditionalGeneration on the meta device: the installed layout."""
-    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    """A tiny :class:`~mmkd.models.wrappers.llava_parts.LlavaParts` (what
+    ``LlavaModel.hf_model`` is) on the meta device: its names on the installed
+    transformers."""
+    from transformers import LlavaConfig
+
+    from mmkd.models.wrappers.llava_parts import LlavaParts
     v = dict(model_type=vision_type, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
              num_attention_heads=1, image_size=8, patch_size=4)
     t = dict(model_type='qwen2', hidden_size=8, intermediate_size=8, num_hidden_layers=1,
              num_attention_heads=1, num_key_value_heads=1, vocab_size=16, tie_word_embeddings=True,
              sliding_window=None)
     with torch.device('meta'):
-        return LlavaForConditionalGeneration(LlavaConfig(vision_config=v, text_config=t,
-                                                         image_token_index=3))
+        return LlavaParts(LlavaConfig(vision_config=v, text_config=t, image_token_index=3))
 
 
 def _pattern(key: str) -> str:
@@ -312,8 +323,11 @@ def assemble(parts: Dict[str, Dict[str, torch.Tensor]], hf, shown: str,
     """The mmkd state dict (``hf_model.`` + the installed transformers' names)."""
     from mmkd.models.wrappers.hf_vision import non_persistent_buffers
     from mmkd.models.wrappers.llava import causal_lm_view, llava_part_prefixes
+    from mmkd.models.wrappers.llava_parts import vision_layout
     prefixes = llava_part_prefixes(hf)
     tower_buffers = non_persistent_buffers(hf.vision_tower)
+    # the installed tower's names: with the vision_model. level up to transformers 4.x
+    parts = dict(parts, vision=vision_layout(parts['vision'], hf.vision_tower))
     known = dict(vision={_pattern(k) for k in hf.vision_tower.state_dict()},
                  projector={_pattern(k) for k in hf.multi_modal_projector.state_dict()},
                  causal_lm={_pattern(k) for k in causal_lm_view(hf).state_dict()})
@@ -413,7 +427,9 @@ def convert(src: str, config_path: Optional[str] = None, vision_tower: Optional[
 def _layout_name(hf) -> str:
     from mmkd.models.wrappers.llava import LLAVA_LAYOUTS, llava_part_prefixes
     prefixes = llava_part_prefixes(hf)
-    return next((name for name, p in LLAVA_LAYOUTS.items() if p == prefixes), str(prefixes))
+    name = next((name for name, p in LLAVA_LAYOUTS.items() if p == prefixes), str(prefixes))
+    level = 'with' if hasattr(hf.vision_tower, 'vision_model') else 'without'
+    return f'{name}, vision tower {level} vision_model.'
 
 
 def main(argv: Optional[List[str]] = None) -> None:

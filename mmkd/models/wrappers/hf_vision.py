@@ -5,7 +5,8 @@ written by ``save_pretrained`` (never from the hub) or from a config (random
 weights), its ``'tensor'`` mode returns the token sequence, a pooled feature and the
 patch tokens as a map, and every transformers submodule can be recorded by its path
 (``model.encoder.layer.3`` for ViT / DINOv2, ``model.vision_model.encoder.layers.3``
-for CLIP / SigLIP). It is the transformers route of ``docs/user_guides/teachers.md``.
+for CLIP / SigLIP on transformers 4.x, ``model.encoder.layers.3`` on 5.x). It is the
+transformers route of ``docs/user_guides/teachers.md``.
 """
 from __future__ import annotations
 
@@ -130,6 +131,57 @@ _OTHER_HALF = ('text_model.', 'text_projection.', 'visual_projection.', 'logit_s
                'logit_bias', 'text_embed_dim')
 
 
+def transformers_renamed(model: nn.Module,
+                         state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The file's keys renamed as transformers' own loading renames them for ``model``.
+
+    transformers >= 5 renamed modules of several models (DINOv2's
+    ``attention.attention.query`` is ``attention.q_proj``, CLIPVisionModel / SiglipVisionModel
+    lost the ``vision_model.`` level) and keeps writing, and reading, the old names through
+    its checkpoint conversion mapping. Only its pure renamings are applied here (no tensor
+    is changed); on transformers 4.x, which has no such mapping, ``state`` is returned as is.
+    """
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming
+    except ImportError:  # transformers < 5: module names are the checkpoints' names
+        return state
+    try:
+        renamings = [t for t in get_model_conversion_mapping(model)
+                     if isinstance(t, WeightRenaming)]
+    except Exception:  # pragma: no cover - a model transformers has no mapping logic for
+        return state
+    if not renamings:
+        return state
+    own = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        new = key
+        if key not in own:
+            for renaming in renamings:
+                new, _ = renaming.rename_source_key(new)
+        out[new if new not in out else key] = value
+    return out
+
+
+def match_vision_level(own: set, state: Dict[str, torch.Tensor],
+                       buffers: set = frozenset()) -> Dict[str, torch.Tensor]:
+    """Add or drop the ``vision_model.`` level of the keys that, so changed, are the
+    model's (``own`` keys or non-persistent ``buffers``): CLIP / SigLIP vision models have it
+    up to transformers 4.x, not from 5.0 on; a two-tower folder has it on every version."""
+    level = 'vision_model.'
+    known = set(own) | set(buffers)
+    out = {}
+    for key, value in state.items():
+        if key not in known:
+            if key.startswith(level) and key[len(level):] in known:
+                key = key[len(level):]
+            elif level + key in known:
+                key = level + key
+        out[key] = value
+    return out
+
+
 def load_vision_state(model: nn.Module, state: Dict[str, torch.Tensor], shown: str) -> List[str]:
     """Load a folder's tensors into a transformers model strictly; return the dropped keys.
 
@@ -143,11 +195,13 @@ def load_vision_state(model: nn.Module, state: Dict[str, torch.Tensor], shown: s
             and the model class), or tensors of other shapes.
     """
     own = model.state_dict()
+    state = transformers_renamed(model, state)
     prefix = getattr(model, 'base_model_prefix', '') or ''
     if prefix and not any(k in own for k in state) and any(
             k.startswith(prefix + '.') and k[len(prefix) + 1:] in own for k in state):
         state = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + '.')}
     buffers = non_persistent_buffers(model)
+    state = match_vision_level(set(own), state, buffers)
     dropped = sorted(k for k in state if k not in own and (
         k in buffers or k.startswith(_OTHER_HALF)))
     unexpected = sorted(k for k in state if k not in own and k not in dropped)

@@ -27,7 +27,7 @@ from torch import nn
 from mmkd.registry import MODELS
 
 from .llava_data_preprocessor import IGNORE_INDEX
-from .llava_parts import LlavaParts, to_parts_layout, vision_layout
+from .llava_parts import LLAVA_LAYOUTS, LlavaParts, to_parts_layout, vision_layout  # noqa: F401
 
 VISION_TYPES = ('clip_vision_model', 'siglip_vision_model')
 TEXT_TYPES = ('qwen2', 'llama')
@@ -159,12 +159,15 @@ def causal_lm_view(hf: nn.Module) -> nn.Module:
 
 
 def llava_part_prefixes(hf: nn.Module) -> Dict[str, str]:
-    """State-dict prefixes (inside ``hf``) of the LLaVA parts in the installed transformers.
+    """State-dict prefixes (inside ``hf``) of the LLaVA parts.
 
     ``vision_tower`` (a ``CLIPVisionModel`` / ``SiglipVisionModel``: ``vision_model.*``
-    follows), ``projector`` (``linear_1``, ``linear_2``), ``decoder`` (what a causal-LM
-    checkpoint holds under ``model.``) and ``lm_head``. E.g. transformers 4.51:
-    ``language_model.model.``; 4.52 and later: ``model.language_model.``.
+    follows up to transformers 4.x, its ``embeddings.*`` etc. directly from 5.0 on),
+    ``projector`` (``linear_1``, ``linear_2``), ``decoder`` (what a causal-LM checkpoint
+    holds under ``model.``) and ``lm_head``. For mmkd's :class:`~.llava_parts.LlavaParts`
+    these are ``LLAVA_LAYOUTS['transformers<=4.51']`` on every version (``decoder``
+    ``language_model.model.``); for transformers' own ``LlavaForConditionalGeneration``
+    >= 4.52 ``model.language_model.``.
     """
     names: Dict[int, str] = {}
     for name, module in hf.named_modules():
@@ -196,38 +199,17 @@ def check_same_vocabulary(teacher: nn.Module, student: nn.Module, teacher_key: s
                          "text_config.vocab_size and the same `tokenizer`.")
 
 
-# transformers' two state-dict layouts of LlavaForConditionalGeneration
-LLAVA_LAYOUTS = {
-    'transformers<=4.51': dict(vision_tower='vision_tower.', projector='multi_modal_projector.',
-                               decoder='language_model.model.', lm_head='language_model.lm_head.'),
-    'transformers>=4.52': dict(vision_tower='model.vision_tower.',
-                               projector='model.multi_modal_projector.',
-                               decoder='model.language_model.', lm_head='lm_head.'),
-}
-
-
 def remap_llava_layout(state: Dict[str, torch.Tensor], hf: nn.Module) -> Dict[str, torch.Tensor]:
-    """Re-key a LlavaForConditionalGeneration state dict of either transformers layout
-    (:data:`LLAVA_LAYOUTS`) to the layout of ``hf`` (the installed transformers').
-
-    A state dict in neither layout, or already in ``hf``'s, is returned unchanged.
-    """
-    target = llava_part_prefixes(hf)
-    for layout in LLAVA_LAYOUTS.values():
-        if layout == target:
-            continue
-        # longest prefixes first, so that 'model.language_model.' wins over 'model.'
-        order = sorted(layout.items(), key=lambda kv: -len(kv[1]))
-        out = {}
-        for k, v in state.items():
-            part = next((name for name, prefix in order if k.startswith(prefix)), None)
-            if part is None:
-                break
-            out[target[part] + k[len(layout[part]):]] = v
-        else:
-            if out and any(k.startswith(layout['decoder']) for k in state):
-                return out
-    return state
+    """Re-key a whole-LLaVA state dict of either transformers layout (:data:`LLAVA_LAYOUTS`:
+    <= 4.51 or >= 4.52), with or without CLIP / SigLIP's ``vision_model.`` level, to the
+    names of ``hf`` (a :class:`~.llava_parts.LlavaParts`, which has the <= 4.51 layout on
+    every transformers version). Keys already in that layout stay as they are, and a state
+    dict of neither layout is returned unchanged. The same re-keying as
+    :func:`~.llava_parts.to_parts_layout` (one function does it)."""
+    if not isinstance(hf, LlavaParts):
+        raise TypeError(f'remap_llava_layout: hf is a {type(hf).__name__}, not the LlavaParts '
+                        "of mmkd's LlavaModel (LlavaModel.hf_model)")
+    return to_parts_layout(state, hf)
 
 
 # ----------------------------------------------------------------------------- model
@@ -460,10 +442,11 @@ class LlavaModel(BaseModel):
         return tuple(trainable)
 
     def remap_state_dict(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """A state dict of this wrapper (``hf_model.*``) written under the other
-        transformers layout of LLaVA (:data:`LLAVA_LAYOUTS`: <= 4.51 or >= 4.52), re-keyed
-        to the installed one; anything else is returned unchanged. For loaders of mmkd
-        checkpoints (``teacher_ckpt``) that match names strictly."""
+        """A state dict of this wrapper (``hf_model.*``) written in either transformers
+        layout of LLaVA (:data:`LLAVA_LAYOUTS`: <= 4.51 or >= 4.52) and with or without the
+        vision tower's ``vision_model.`` level (transformers 4.x / 5.x), re-keyed to this
+        model's names (:func:`remap_llava_layout`); anything else is returned unchanged.
+        For loaders of mmkd checkpoints (``teacher_ckpt``) that match names strictly."""
         inner = {k[len('hf_model.'):]: v for k, v in state.items() if k.startswith('hf_model.')}
         if not inner or len(inner) != len(state):
             return state

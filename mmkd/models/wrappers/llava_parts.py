@@ -22,18 +22,28 @@ it (:func:`to_parts_layout`, applied by ``load_state_dict`` too).
 """
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
-# transformers >= 4.52 LlavaForConditionalGeneration -> LlavaParts
-_NEW_LAYOUT = ((r'^model\.vision_tower\.', 'vision_tower.'),
-               (r'^model\.multi_modal_projector\.', 'multi_modal_projector.'),
-               (r'^model\.language_model\.', 'language_model.model.'),
-               (r'^lm_head\.', 'language_model.lm_head.'))
+# transformers' two state-dict layouts of LlavaForConditionalGeneration: the prefixes of
+# the vision tower, the projector, the decoder (a causal LM's ``model.``) and the LM head.
+# LlavaParts has the first on every version.
+LLAVA_LAYOUTS = {
+    'transformers<=4.51': dict(vision_tower='vision_tower.', projector='multi_modal_projector.',
+                               decoder='language_model.model.', lm_head='language_model.lm_head.'),
+    'transformers>=4.52': dict(vision_tower='model.vision_tower.',
+                               projector='model.multi_modal_projector.',
+                               decoder='model.language_model.', lm_head='lm_head.'),
+}
+PARTS_LAYOUT = LLAVA_LAYOUTS['transformers<=4.51']
+# any other layout -> LlavaParts, longest prefixes first ('model.language_model.' before
+# 'model.'); prefixes that are already LlavaParts' are left alone
+_TO_PARTS = sorted(((prefix, PARTS_LAYOUT[part]) for layout in LLAVA_LAYOUTS.values()
+                    for part, prefix in layout.items() if prefix != PARTS_LAYOUT[part]),
+                   key=lambda kv: -len(kv[0]))
 
 
 def vision_layout(state: Dict[str, torch.Tensor], tower: nn.Module,
@@ -56,14 +66,17 @@ def vision_layout(state: Dict[str, torch.Tensor], tower: nn.Module,
 def to_parts_layout(state: Dict[str, torch.Tensor], parts: 'LlavaParts',
                     prefix: str = '') -> Dict[str, torch.Tensor]:
     """The keys of a whole-LLaVA state dict (under ``prefix``) in :class:`LlavaParts`'
-    layout; keys already in it stay as they are."""
+    layout: either transformers layout (:data:`LLAVA_LAYOUTS`), with or without the
+    ``vision_model.`` level, re-keyed to ``parts``' own names; keys already in them stay as
+    they are. The one re-keying of LLaVA checkpoints in mmkd (``load_state_dict``,
+    ``LlavaModel(pretrained=...)``, ``LlavaModel.remap_state_dict`` use it)."""
     out = {}
     for key, value in state.items():
         if key.startswith(prefix):
             rest = key[len(prefix):]
-            for pattern, repl in _NEW_LAYOUT:
-                rest, n = re.subn(pattern, repl, rest)
-                if n:
+            for old, new in _TO_PARTS:
+                if rest.startswith(old):
+                    rest = new + rest[len(old):]
                     break
             key = prefix + rest
         out[key] = value
@@ -113,6 +126,12 @@ class LlavaParts(nn.Module):
         if list(converted) != list(state_dict):
             state_dict.clear()
             state_dict.update(converted)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
 
     @property
     def _tied_weights_keys(self):
