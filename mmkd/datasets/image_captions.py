@@ -25,7 +25,7 @@ from mmengine.structures import BaseDataElement
 
 from mmkd.registry import DATASETS, TRANSFORMS
 
-from .caption_tokenizers import build_tokenizer
+from mmkd.text.caption_tokenizers import build_tokenizer
 
 #: number words of the digit captions and zero-shot prompts.
 DIGIT_WORDS: Tuple[str, ...] = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',
@@ -212,7 +212,7 @@ class TokenizeCaption(BaseTransform):
     """Tokenize ``results['caption']`` into ``results['text']`` (LongTensor, L).
 
     Args:
-        tokenizer (dict): see :func:`mmkd.datasets.caption_tokenizers.build_tokenizer`.
+        tokenizer (dict): see :func:`mmkd.text.caption_tokenizers.build_tokenizer`.
     """
 
     def __init__(self, tokenizer: dict) -> None:

@@ -1,4 +1,4 @@
-"""Text tokenizers for image-caption data (CLIP models).
+"""Text tokenizers for image-caption data and CLIP models.
 
 Two kinds, built from a config dict by :func:`build_tokenizer`:
 

@@ -12,7 +12,7 @@ from mmkd.datasets import (
     MultiModalArrayDataset,
     PackMultiModalInputs,
 )
-from mmkd.models.algorithms import MultiModalDataPreprocessor
+from mmkd.models.preprocessors import MultiModalDataPreprocessor
 
 
 def test_images_split_and_labels_match_digits_dataset():

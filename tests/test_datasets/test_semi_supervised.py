@@ -108,7 +108,7 @@ def test_labelled_only_and_labelled_list(root):
 def test_collate_and_semi_supervised_preprocessor(root):
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmkd.models.algorithms import SemiSupervisedDataPreprocessor
+    from mmkd.models.preprocessors import SemiSupervisedDataPreprocessor
     init_default_scope('mmseg')
     pp = SemiSupervisedDataPreprocessor(MODELS.build(dict(
         type='SegDataPreProcessor', mean=[0.0] * 3, std=[255.0] * 3, size=(32, 32))))

@@ -4,15 +4,9 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmkd.datasets.shapes_vqa import (
-    VQA_NUMBERS,
-    ChatWordTokenizer,
-    PackVQAInputs,
-    ShapesVQADataset,
-    build_chat_tokenizer,
-    build_conversation,
-)
-from mmkd.models.wrappers import LlavaDataPreprocessor
+from mmkd.datasets.shapes_vqa import VQA_NUMBERS, PackVQAInputs, ShapesVQADataset, build_conversation
+from mmkd.models.preprocessors import LlavaDataPreprocessor
+from mmkd.text import ChatWordTokenizer, build_chat_tokenizer
 
 N_IMG = 16
 

@@ -100,7 +100,7 @@ def rewrite_weights(folder, edit, fmt='safetensors'):
 
 
 def tiny_llava(**kw):
-    from mmkd.models.wrappers import LlavaModel
+    from mmkd.models.task_models import LlavaModel
     torch.manual_seed(0)
     args = dict(vision_config=copy.deepcopy(LLAVA_VISION), text_config=copy.deepcopy(LLAVA_TEXT),
                 vision_feature_layer=-1)
@@ -119,7 +119,7 @@ def test_hf_vision_folders_load_into_hfvisionmodel(tmp_path, kind, half):
     """save_pretrained folders of CLIPVisionModel / SiglipVisionModel and of the full
     CLIPModel / SiglipModel: HFVisionModel keeps exactly the vision tower's tensors and
     computes what the source vision model computes."""
-    from mmkd.models.wrappers.hf_vision import HFVisionModel
+    from mmkd.models.task_models.hf_vision import HFVisionModel
     src = hf_model(kind, half).eval()
     src.save_pretrained(str(tmp_path))
     assert osp.isfile(tmp_path / 'model.safetensors')
@@ -142,7 +142,7 @@ def test_old_clip_checkpoint_with_position_ids_loads(tmp_path, fmt):
     """An older CLIP-L/336-style full checkpoint holds ``*.embeddings.position_ids``, which
     current transformers no longer saves: HFVisionModel and LlavaModel's vision tower
     load it (the key is dropped, the ids are recomputed)."""
-    from mmkd.models.wrappers.hf_vision import HFVisionModel
+    from mmkd.models.task_models.hf_vision import HFVisionModel
     src = hf_model('clip', 'full').eval()
     src.save_pretrained(str(tmp_path))
     positions = (V_SMALL['image_size'] // V_SMALL['patch_size']) ** 2 + 1
@@ -166,7 +166,7 @@ def test_old_clip_checkpoint_with_position_ids_loads(tmp_path, fmt):
 
 
 def test_hf_vision_folder_missing_key_and_wrong_layout_are_named(tmp_path):
-    from mmkd.models.wrappers.hf_vision import HFVisionModel
+    from mmkd.models.task_models.hf_vision import HFVisionModel
     src = hf_model('siglip', 'vision')
     folder = str(tmp_path / 'siglip')
     src.save_pretrained(folder)
@@ -223,7 +223,7 @@ def test_qwen2_tied_causal_lm_folder_loads_as_llava_language_model(tmp_path):
     """A Qwen2 / Qwen1.5 (both ``Qwen2ForCausalLM``) folder saved with tied embeddings
     has no lm_head.weight; as LlavaModel's language model it loads, tied, and gives the
     source's logits."""
-    from mmkd.models.wrappers.llava import causal_lm_view
+    from mmkd.models.task_models.llava import causal_lm_view
     src = qwen2_folder(tmp_path)
     saved = tensors_of_file(str(tmp_path / 'model.safetensors'))
     assert 'lm_head.weight' not in saved and 'model.embed_tokens.weight' in saved
@@ -256,7 +256,7 @@ def test_qwen2_folder_untied_config_or_missing_key_is_named(tmp_path):
 def test_llava_checkpoint_of_the_other_transformers_layout_loads(tmp_path):
     """transformers 4.51 and 4.52+ name a LLaVA's tensors differently; a whole-LLaVA
     checkpoint of either layout loads (pretrained=...)."""
-    from mmkd.models.wrappers.llava import LLAVA_LAYOUTS, llava_part_prefixes
+    from mmkd.models.task_models.llava import LLAVA_LAYOUTS, llava_part_prefixes
     src = randomise(tiny_llava(), seed=7)
     mine = llava_part_prefixes(src.hf_model)
     other = next(p for p in LLAVA_LAYOUTS.values() if p != mine)
@@ -319,7 +319,7 @@ def open_clip_file(model_name, folder, form):
 
 @pytest.mark.parametrize('form', ['bin', 'pt', 'safetensors', 'training_checkpoint'])
 def test_open_clip_pretrained_local_file(tmp_path, open_clip_name, form):
-    from mmkd.models.wrappers import OpenCLIPModel
+    from mmkd.models.task_models import OpenCLIPModel
     src, path = open_clip_file(open_clip_name, tmp_path, form)
     model = OpenCLIPModel(model_name=open_clip_name, pretrained=path).eval()
     got = model.clip.state_dict()
@@ -334,7 +334,7 @@ def test_open_clip_pretrained_local_file(tmp_path, open_clip_name, form):
 
 
 def test_open_clip_towers_pretrained_local_file(tmp_path, open_clip_name):
-    from mmkd.models.wrappers import OpenCLIPImageEncoder, OpenCLIPTextEncoder
+    from mmkd.models.task_models import OpenCLIPImageEncoder, OpenCLIPTextEncoder
     src, path = open_clip_file(open_clip_name, tmp_path, 'training_checkpoint')
     image = OpenCLIPImageEncoder(model_name=open_clip_name, pretrained=path).eval()
     text = OpenCLIPTextEncoder(model_name=open_clip_name, pretrained=path).eval()
@@ -346,7 +346,7 @@ def test_open_clip_towers_pretrained_local_file(tmp_path, open_clip_name):
 
 
 def test_open_clip_wrong_or_absent_file_is_named(tmp_path, open_clip_name):
-    from mmkd.models.wrappers import OpenCLIPModel
+    from mmkd.models.task_models import OpenCLIPModel
     _, path = open_clip_file(open_clip_name, tmp_path, 'bin')
     state = torch.load(path, weights_only=True)
     del state['visual.proj']

@@ -39,7 +39,7 @@ def run_tool(*args):
 def test_llava_kd_demo_trains_and_tests(tmp_path):
     from mmengine.config import Config
 
-    from mmkd.models.wrappers import LlavaModel
+    from mmkd.models.task_models import LlavaModel
     work = str(tmp_path)
     # a teacher checkpoint (the demo trains it with tools/train.py; here random weights)
     torch.manual_seed(0)

@@ -58,7 +58,7 @@ def small(iters):
 def test_manual_inheritance_distillation_and_next_stage(tmp_path):
     from mmengine.config import Config
 
-    from mmkd.models.wrappers import OpenCLIPModel
+    from mmkd.models.task_models import OpenCLIPModel
     from mmkd.utils.checkpoint import load_state_dict_file
     work = str(tmp_path)
     # a teacher checkpoint (the demo trains it with tools/train.py; here random weights)

@@ -48,7 +48,7 @@ def small(iters):
 def test_mask_phase_prune_and_pruned_training(tmp_path):
     from mmengine.config import Config
 
-    from mmkd.models.wrappers import OpenCLIPModel
+    from mmkd.models.task_models import OpenCLIPModel
     from mmkd.utils.checkpoint import load_state_dict_file
     cfg = Config.fromfile(CFG + 'clip_vit-w64-d4_text-w64-d4_digits-shapes_demo.py')
     torch.manual_seed(0)

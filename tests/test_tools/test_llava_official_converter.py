@@ -32,7 +32,7 @@ TEXT = dict(model_type='qwen2', hidden_size=32, intermediate_size=64, num_hidden
 
 
 def tiny(seed=0, **kw):
-    from mmkd.models.wrappers import LlavaModel
+    from mmkd.models.task_models import LlavaModel
     torch.manual_seed(seed)
     args = dict(vision_config=copy.deepcopy(VISION), text_config=copy.deepcopy(TEXT),
                 vision_feature_layer=-1)

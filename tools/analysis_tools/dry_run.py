@@ -170,7 +170,7 @@ def _resolve_half_structures(node) -> None:
     """Replace the stand-in marker by half the structure of the node's full CLIP."""
     if isinstance(node, dict):
         if node.get('pruned_structure') == _HALF_STRUCTURE:
-            from mmkd.models.wrappers.clip_structure import structure_of
+            from mmkd.models.surgery.clip_structure import structure_of
             from mmkd.registry import MODELS
             full_cfg = {k: v for k, v in node.items() if k != 'pruned_structure'}
             full_cfg.setdefault('_scope_', 'mmkd')
@@ -840,7 +840,7 @@ def _plain_student(model_cfg: dict, name: str) -> nn.Module:
         student, _ = build_task_model(copy.deepcopy(cfg), key=name)
     moe = model_cfg.get('moe')
     if moe:  # LLaVA-MoD: the student is the LLaVA model with the same sparse MoE blocks
-        from mmkd.models.llm.moe import upcycle_to_moe
+        from mmkd.models.surgery.moe_upcycling import upcycle_to_moe
         kwargs = {k: v for k, v in moe.items() if k != 'aux_loss_coef'}
         upcycle_to_moe(student.hf_model, **kwargs)
     return student

@@ -30,7 +30,7 @@ Tied embeddings (``tie_word_embeddings=true``: Qwen1.5-0.5B/1.8B, Qwen2-0.5B/1.5
 mmkd checkpoint of a tied model does. ``vision_model.embeddings.position_ids`` (saved by
 older transformers, recomputed by current ones) is dropped when the installed
 transformers keeps it out of the state dict. The output keys are those of
-``LlavaModel.hf_model`` (:class:`~mmkd.models.wrappers.llava_parts.LlavaParts`: the layout
+``LlavaModel.hf_model`` (:class:`~mmkd.models.task_models.llava_parts.LlavaParts`: the layout
 of transformers <= 4.51, ``language_model.model.``, on every version) on the installed
 transformers: the vision tower has the ``vision_model.`` level up to 4.x, not on 5.x;
 ``meta.transformers_layout`` records which. ``teacher_ckpt`` and
@@ -84,7 +84,7 @@ class ConversionError(ValueError):
 # ----------------------------------------------------------------------------- reading
 def read_input(path: str) -> Tuple[Dict[str, torch.Tensor], dict, str]:
     """(tensors, config.json or {}, how to name the input in errors)."""
-    from mmkd.models.wrappers.hf_vision import read_weights, weight_files
+    from mmkd.models.task_models.hf_vision import read_weights, weight_files
     if not osp.exists(path):
         raise FileNotFoundError(f'IN={path!r} does not exist (an official checkpoint folder or '
                                 'weights file; nothing is downloaded)')
@@ -218,7 +218,7 @@ def split_parts(state: Dict[str, torch.Tensor], layout: str, config: dict, shown
 
 
 def _vision_folder(folder: str) -> Dict[str, torch.Tensor]:
-    from mmkd.models.wrappers.hf_vision import read_weights
+    from mmkd.models.task_models.hf_vision import read_weights
     if not osp.isdir(folder):
         raise FileNotFoundError(f'--vision-tower {folder!r} is not a folder (a save_pretrained '
                                 'folder of CLIP / SigLIP)')
@@ -299,12 +299,12 @@ def suggested_config(parts: Dict[str, Dict[str, torch.Tensor]], config: dict) ->
 
 # ----------------------------------------------------------------------------- target
 def _tiny_llava(vision_type: str):
-    """A tiny :class:`~mmkd.models.wrappers.llava_parts.LlavaParts` (what
+    """A tiny :class:`~mmkd.models.task_models.llava_parts.LlavaParts` (what
     ``LlavaModel.hf_model`` is) on the meta device: its names on the installed
     transformers."""
     from transformers import LlavaConfig
 
-    from mmkd.models.wrappers.llava_parts import LlavaParts
+    from mmkd.models.task_models.llava_parts import LlavaParts
     v = dict(model_type=vision_type, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
              num_attention_heads=1, image_size=8, patch_size=4)
     t = dict(model_type='qwen2', hidden_size=8, intermediate_size=8, num_hidden_layers=1,
@@ -321,9 +321,9 @@ def _pattern(key: str) -> str:
 def assemble(parts: Dict[str, Dict[str, torch.Tensor]], hf, shown: str,
              vision_type: str) -> Dict[str, torch.Tensor]:
     """The mmkd state dict (``hf_model.`` + the installed transformers' names)."""
-    from mmkd.models.wrappers.hf_vision import non_persistent_buffers
-    from mmkd.models.wrappers.llava import causal_lm_view, llava_part_prefixes
-    from mmkd.models.wrappers.llava_parts import vision_layout
+    from mmkd.models.task_models.hf_vision import non_persistent_buffers
+    from mmkd.models.task_models.llava import causal_lm_view, llava_part_prefixes
+    from mmkd.models.task_models.llava_parts import vision_layout
     prefixes = llava_part_prefixes(hf)
     tower_buffers = non_persistent_buffers(hf.vision_tower)
     # the installed tower's names: with the vision_model. level up to transformers 4.x
@@ -425,7 +425,7 @@ def convert(src: str, config_path: Optional[str] = None, vision_tower: Optional[
 
 
 def _layout_name(hf) -> str:
-    from mmkd.models.wrappers.llava import LLAVA_LAYOUTS, llava_part_prefixes
+    from mmkd.models.task_models.llava import LLAVA_LAYOUTS, llava_part_prefixes
     prefixes = llava_part_prefixes(hf)
     name = next((name for name, p in LLAVA_LAYOUTS.items() if p == prefixes), str(prefixes))
     level = 'with' if hasattr(hf.vision_tower, 'vision_model') else 'without'

@@ -58,14 +58,14 @@ def build_clip_model(config: str, what: str, part: str = 'student'):
     if 'cfg_path' not in model_cfg and '_scope_' not in model_cfg:
         model_cfg['_scope_'] = cfg.get('default_scope', 'mmkd')
     model, _ = build_task_model(model_cfg, key=f'{what} model')
-    from mmkd.models.wrappers import OpenCLIPModel
+    from mmkd.models.task_models import OpenCLIPModel
     if not isinstance(model, OpenCLIPModel):
         raise SystemExit(f'error: {config!r} builds a {type(model).__name__}, not an OpenCLIPModel')
     return model
 
 
 def load_clip_weights(model, ckpt: str, what: str) -> None:
-    from mmkd.models.wrappers.open_clip_wrapper import _load_clip_state
+    from mmkd.models.task_models.open_clip_model import _load_clip_state
     state = _load_clip_state(ckpt, what)
     # a mask-phase checkpoint also holds the masks (l0_masks.*) next to clip.*
     from mmkd.utils.checkpoint import load_state_dict_file
@@ -91,7 +91,7 @@ def save(state_dict: dict, meta: dict, out: str) -> None:
 
 
 def cmd_manual(args) -> dict:
-    from mmkd.models.wrappers.clip_inheritance import inherit_clip_weights
+    from mmkd.models.surgery.clip_inheritance import inherit_clip_weights
     source = build_clip_model(args.src_config, 'SRC_CONFIG', args.src_part)
     load_clip_weights(source, args.src_ckpt, 'SRC_CKPT')
     student = build_clip_model(args.dst_config, 'DST_CONFIG')
@@ -113,7 +113,7 @@ def cmd_prune(args) -> dict:
     with torch.no_grad():
         expected = float(model.l0_masks.expected_sparsity())
     pruned = model.prune()
-    from mmkd.models.wrappers.clip_structure import structure_of
+    from mmkd.models.surgery.clip_structure import structure_of
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     meta = dict(tinyclip='automatic inheritance (pruned)', source_config=args.config,
                 source_ckpt=args.ckpt, clip_structure=structure_of(pruned),
@@ -124,7 +124,7 @@ def cmd_prune(args) -> dict:
 
 
 def cmd_convert(args) -> dict:
-    from mmkd.models.wrappers import OpenCLIPModel
+    from mmkd.models.task_models import OpenCLIPModel
     model = OpenCLIPModel(model_name=args.model_name, pretrained=args.pretrained)
     meta = dict(open_clip_model=args.model_name, pretrained=args.pretrained)
     save(model.clip.state_dict(), meta, args.out)

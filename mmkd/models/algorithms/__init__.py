@@ -1,40 +1,13 @@
+"""BaseModel subclasses the Runner trains: one file per method (the paper's own logic)."""
 from .base_algorithm import BaseAlgorithm
-from .distill_data_preprocessor import DistillDataPreprocessor
+from .collaborative_distill import CollaborativeDistill
+from .llava_kd import LlavaKDDistill
+from .llava_mod import LlavaMoDDistill
+from .masked_image_distill import MaskedImageDistill, MaskSpec, random_masking
+from .multi_teacher_distill import MultiTeacherDistill
+from .semi_supervised_distill import SemiSupervisedDistill
 from .single_teacher_distill import SingleTeacherDistill
 
-__all__ = ['BaseAlgorithm', 'SingleTeacherDistill', 'DistillDataPreprocessor']
-# issue 6 (DMAE/G2SD)
-from .masked_image_distill import MaskedImageDistill, MaskSpec, random_masking  # noqa: E402
-
-__all__ += ['MaskedImageDistill', 'MaskSpec', 'random_masking']
-# issue 9 (MST-Distill)
-from .multi_teacher_distill import MultiTeacherDistill  # noqa: E402
-from .multimodal_classifier import (  # noqa: E402
-                                    ConvEncoder1d,
-                                    ConvEncoder2d,
-                                    ConvEncoder3d,
-                                    MLPEncoder,
-                                    MultiModalClassifier,
-)
-from .multimodal_data_preprocessor import MultiModalDataPreprocessor, MultiTeacherDataPreprocessor  # noqa: E402
-from .teacher_combiners import AverageTeachers, FixedWeightTeachers, MSTRouter  # noqa: E402
-
-__all__ += ['MultiTeacherDistill', 'MultiModalClassifier', 'ConvEncoder1d', 'ConvEncoder2d',
-            'ConvEncoder3d', 'MLPEncoder', 'MultiModalDataPreprocessor', 'MultiTeacherDataPreprocessor',
-            'AverageTeachers', 'FixedWeightTeachers', 'MSTRouter']
-# issue 5 (HFD/BSD collaborative distillation)
-from .collaborative_distill import CollaborativeDistill, CollaborativeOptimWrapperConstructor  # noqa: E402
-
-__all__ += ['CollaborativeDistill', 'CollaborativeOptimWrapperConstructor']
-# issue 4 (MGD semi-supervised segmentation)
-from .semi_supervised_distill import SemiSupervisedDataPreprocessor, SemiSupervisedDistill  # noqa: E402
-
-__all__ += ['SemiSupervisedDistill', 'SemiSupervisedDataPreprocessor']
-# issue 8 (LLaVA-MoD)
-from .llava_mod import LlavaMoDDistill  # noqa: E402
-
-__all__ += ['LlavaMoDDistill']
-# issue 8 (LLaVA-KD)
-from .llava_kd import LlavaKDDistill  # noqa: E402
-
-__all__ += ['LlavaKDDistill']
+__all__ = ['BaseAlgorithm', 'SingleTeacherDistill', 'MaskedImageDistill', 'MaskSpec',
+           'random_masking', 'MultiTeacherDistill', 'CollaborativeDistill', 'SemiSupervisedDistill',
+           'LlavaKDDistill', 'LlavaMoDDistill']

@@ -28,7 +28,7 @@ def _build_loss(cfg: Optional[Union[dict, nn.Module]], key: str) -> Optional[nn.
 class LlavaKDDistill(BaseAlgorithm):
     r"""LLaVA-KD (Cai et al., arXiv:2410.16236): CE + alpha MDist + beta RDist.
 
-    Both models are :class:`~mmkd.models.wrappers.LlavaModel`\ s on the same
+    Both models are :class:`~mmkd.models.task_models.LlavaModel`\ s on the same
     conversation batch; they must share the vocabulary and tokenizer (checked, the
     error names both) and the number of visual tokens per image. One step:
 
@@ -101,7 +101,7 @@ class LlavaKDDistill(BaseAlgorithm):
             if not hasattr(model, 'forward_features'):
                 raise TypeError(f'LlavaKDDistill.{name} must be a LlavaModel (with forward_features), '
                                 f'got {type(model).__name__}')
-        from ..wrappers.llava import check_same_vocabulary
+        from ..task_models.llava import check_same_vocabulary
         check_same_vocabulary(teacher_model, self.architecture)
         if teacher_model.num_image_tokens != self.architecture.num_image_tokens:
             raise ValueError(
@@ -124,7 +124,7 @@ class LlavaKDDistill(BaseAlgorithm):
 
     def loss(self, inputs: dict, data_samples: Optional[List[BaseDataElement]] = None
              ) -> Dict[str, torch.Tensor]:
-        from ..wrappers.llava import causal_lm_loss
+        from ..task_models.llava import causal_lm_loss
         distill = not bool(self.distillation_stopped) and (self.mdist is not None or self.rdist is not None)
         if distill:
             device = inputs['input_ids'].device

@@ -10,7 +10,7 @@ from torch import nn
 from mmkd.registry import MODELS
 from mmkd.utils.checkpoint import load_state_dict_file
 
-from ..llm.moe import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
+from ..surgery.moe_upcycling import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
 from ..losses.preference_losses import sequence_log_probs
 from ..teachers import TeacherPrecision, TeacherSet
 from .base_algorithm import BaseAlgorithm
@@ -155,7 +155,7 @@ class LlavaMoDDistill(BaseAlgorithm):
             raise TypeError('LlavaMoDDistill.teacher must be an LlavaModel, got '
                             f'{type(teacher_model).__name__}')
         if check_vocabulary:
-            from ..wrappers.llava import check_same_vocabulary
+            from ..task_models.llava import check_same_vocabulary
             check_same_vocabulary(teacher_model, student)
 
         mimic_loss = dict(type='MimicKLLoss') if mimic_loss is None else mimic_loss
@@ -261,7 +261,7 @@ class LlavaMoDDistill(BaseAlgorithm):
     # steps -----------------------------------------------------------------------------
     def loss(self, inputs: dict, data_samples: Optional[List[BaseDataElement]] = None
              ) -> Dict[str, torch.Tensor]:
-        from ..wrappers.llava import causal_lm_loss
+        from ..task_models.llava import causal_lm_loss
         student = self.architecture
         pop_moe_aux_loss(student)  # drop values left by a checkpointed recompute or an eval pass
         losses: Dict[str, torch.Tensor] = {}
@@ -296,7 +296,7 @@ class LlavaMoDDistill(BaseAlgorithm):
         return batch
 
     def _preference_losses(self, inputs: dict) -> Dict[str, torch.Tensor]:
-        from ..wrappers.llava import causal_lm_loss
+        from ..task_models.llava import causal_lm_loss
         batch = self._pair_batch(inputs)
         n = inputs['chosen_input_ids'].shape[0]
         t = self._teacher_features(batch)

@@ -20,7 +20,7 @@ from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
 from ..teachers import TeacherSet, build_teacher, first_device
 from .base_algorithm import BaseAlgorithm
-from .multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
+from ..preprocessors.multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
 from .single_teacher_distill import check_finite_losses
 
 _TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')

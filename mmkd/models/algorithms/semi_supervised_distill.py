@@ -11,7 +11,6 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseDataPreprocessor
 from mmengine.structures import BaseDataElement
 from torch import nn
 
@@ -20,6 +19,7 @@ from mmkd.registry import MODELS
 from ..recorders import ModuleOutputs
 from ..teachers import TeacherSet
 from ..utils.cutmix import BoxMaskGenerator, cutmix
+from ..preprocessors.semi_supervised_data_preprocessor import SemiSupervisedDataPreprocessor
 from .base_algorithm import BaseAlgorithm
 from .single_teacher_distill import check_finite_losses
 
@@ -30,34 +30,6 @@ DEFAULT_LOSS_SEMANTIC = dict(type='SemanticSensitiveLoss', loss_weight=0.001, re
 DEFAULT_LOSS_CONTENT = dict(type='ContentAwareLoss', loss_weight=100.0, pool_size=7)
 _CUTMIX_KEYS = ('prop_range', 'n_boxes', 'random_aspect_ratio', 'prop_by_area', 'within_bounds',
                 'invert')
-
-
-@MODELS.register_module()
-class SemiSupervisedDataPreprocessor(BaseDataPreprocessor):
-    """Run the student's preprocessor on a labelled batch and on unlabelled batches.
-
-    Training batches from ``SemiSupervisedSegDataset`` are
-    ``dict(labelled=dict(inputs, data_samples), unlabelled=[dict(inputs, data_samples), ...])``;
-    the result is the labelled ``inputs``/``data_samples`` plus
-    ``unlabelled_inputs`` (a list of (N, 3, H, W) tensors). Unlabelled data samples
-    are dropped: nothing downstream reads them. Any other batch (validation, test)
-    goes to the student's preprocessor unchanged.
-    """
-
-    def __init__(self, preprocessor: nn.Module) -> None:
-        super().__init__()
-        self.preprocessor = preprocessor
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        if not (isinstance(data, dict) and 'labelled' in data):
-            return self.preprocessor(data, training)
-        if 'unlabelled' not in data:
-            raise KeyError("a semi-supervised batch needs 'labelled' and 'unlabelled' (use "
-                           'SemiSupervisedSegDataset for train_dataloader.dataset)')
-        out = dict(self.preprocessor(data['labelled'], training))
-        out['unlabelled_inputs'] = [self.preprocessor(u, training)['inputs']
-                                    for u in data['unlabelled']]
-        return out
 
 
 def _build_loss(cfg: Optional[Union[dict, nn.Module]], key: str) -> Optional[nn.Module]:

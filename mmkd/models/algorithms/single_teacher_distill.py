@@ -11,11 +11,10 @@ from mmkd.registry import MODELS
 
 from ..recorders import EarlyExit
 from ..teachers import TeacherPrecision, TeacherSet, first_device
-from ..teachers import freeze as freeze  # noqa: PLC0414 (re-exported: old import path)
 from ..utils.init_from_teacher import check_init_from_teacher
 from ..utils.init_from_teacher import init_student_from_teacher as inherit_from_teacher
 from .base_algorithm import BaseAlgorithm
-from .distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
+from ..preprocessors.distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
 
 _TEACHER_MODES = ('tensor', 'loss', 'predict')
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from ..connectors.gatenet import DenseGateNet, GateNet
+from .gatenet import DenseGateNet, GateNet
 from ..losses.mst_losses import EnsembleKDLoss, LoadBalanceLoss, RoutedKDLoss, topk_route
 
 

@@ -155,7 +155,7 @@ class CLIPSparsityMasks(nn.Module):
 
     Args:
         structure (dict): tower -> ``dict(width, heads=[...], head_dim, mlp=[...])``
-            (see :func:`mmkd.models.wrappers.clip_structure.structure_of`).
+            (see :func:`mmkd.models.surgery.clip_structure.structure_of`).
         target_sparsity (float): sparsity of the prunable weights to reach, in [0, 1).
         start_sparsity (float): where the target ramp starts.
         warmup_iters (int): iterations of the linear ramp (TinyCLIP ``--sparsity-warmup``).

@@ -26,7 +26,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from .llava_data_preprocessor import IGNORE_INDEX
+from ..preprocessors.llava_data_preprocessor import IGNORE_INDEX
 from .llava_parts import LLAVA_LAYOUTS, LlavaParts, to_parts_layout, vision_layout  # noqa: F401
 
 VISION_TYPES = ('clip_vision_model', 'siglip_vision_model')
@@ -240,7 +240,7 @@ class LlavaModel(BaseModel):
         text_config (dict): a transformers LLM config; ``model_type`` ``'qwen2'``
             (Qwen2Config) or ``'llama'`` (LlamaConfig).
         tokenizer (dict, optional): the chat tokenizer (see
-            :func:`mmkd.datasets.shapes_vqa.build_chat_tokenizer`; default the shapes
+            :func:`mmkd.text.chat_tokenizers.build_chat_tokenizer`; default the shapes
             VQA :class:`ChatWordTokenizer`). Gives ``image_token_index``, pad/eos ids,
             decoding and :attr:`tokenizer_identity`.
         pretrained (str | dict, optional): local weights, loaded at construction:
@@ -282,7 +282,7 @@ class LlavaModel(BaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  **llava_kwargs) -> None:
-        from mmkd.datasets.shapes_vqa import build_chat_tokenizer
+        from mmkd.text.chat_tokenizers import build_chat_tokenizer
         self.tokenizer = build_chat_tokenizer(tokenizer, 'LlavaModel.tokenizer')
         if data_preprocessor is None:
             data_preprocessor = dict(type='LlavaDataPreprocessor',

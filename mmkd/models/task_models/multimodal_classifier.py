@@ -22,7 +22,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from .multimodal_data_preprocessor import build_data_preprocessor, build_mmkd
+from ..preprocessors.multimodal_data_preprocessor import build_data_preprocessor, build_mmkd
 
 
 @MODELS.register_module()

@@ -21,7 +21,7 @@ from torch import nn
 from mmkd.registry import MODELS
 
 from ..losses.affinity_mimicking import clip_contrastive_loss
-from .image_text_data_preprocessor import build_image_text_preprocessor
+from ..preprocessors.image_text_data_preprocessor import build_image_text_preprocessor
 
 
 def _load_clip_state(path: str, key: str) -> Dict[str, torch.Tensor]:
@@ -152,7 +152,7 @@ class OpenCLIPModel(BaseModel):
             (``.bin`` / ``.pt`` / ``.safetensors``) or open_clip's training checkpoint
             (``{'epoch', 'state_dict': {'module.<key>': ...}}``).
         tokenizer (dict, optional): tokenizer config (needed by ``zero_shot``), see
-            :mod:`mmkd.datasets.caption_tokenizers`.
+            :mod:`mmkd.text.caption_tokenizers`.
         zero_shot (dict, optional): ``dict(classes=[...] | 'imagenet', templates=[
             'a photo of a {}.', ...] | 'openai' | 'simple')``.
         contrastive_weight (float): weight of the contrastive loss in 'loss' mode
@@ -200,7 +200,7 @@ class OpenCLIPModel(BaseModel):
         self.clip = self._build_clip(model_name, model_cfg, pretrained)
         self.model_name = model_name
         if pruned_structure is not None:
-            from .clip_structure import apply_structure
+            from ..surgery.clip_structure import apply_structure
             self.clip = apply_structure(self.clip, _read_structure(pruned_structure, 'pruned_structure'))
         self.contrastive_weight = contrastive_weight
         self.fixed_logit_scale = fixed_logit_scale
@@ -212,7 +212,7 @@ class OpenCLIPModel(BaseModel):
 
         self.tokenizer = None
         if tokenizer is not None:
-            from mmkd.datasets.caption_tokenizers import build_tokenizer
+            from mmkd.text.caption_tokenizers import build_tokenizer
             self.tokenizer = build_tokenizer(tokenizer, 'tokenizer')
             vocab = getattr(self.clip, 'vocab_size', None)
             if vocab is not None and self.tokenizer.vocab_size > vocab:
@@ -232,8 +232,8 @@ class OpenCLIPModel(BaseModel):
 
         self.l0_masks = None
         if sparsity is not None:
-            from .clip_structure import check_supported, structure_of
-            from .hard_concrete import CLIPSparsityMasks
+            from ..surgery.clip_structure import check_supported, structure_of
+            from ..surgery.hard_concrete import CLIPSparsityMasks
             check_supported(self.clip, 'sparsity (automatic weight inheritance)')
             try:
                 self.l0_masks = CLIPSparsityMasks(structure_of(self.clip), **sparsity)
@@ -315,13 +315,13 @@ class OpenCLIPModel(BaseModel):
 
     def encode_image(self, img: torch.Tensor, masks=None) -> torch.Tensor:
         if masks is not None:
-            from .clip_structure import encode_image_masked
+            from ..surgery.clip_structure import encode_image_masked
             return encode_image_masked(self.clip, img, masks.get('visual'))
         return self.clip.encode_image(img)
 
     def encode_text(self, text: torch.Tensor, masks=None) -> torch.Tensor:
         if masks is not None:
-            from .clip_structure import encode_text_masked
+            from ..surgery.clip_structure import encode_text_masked
             return encode_text_masked(self.clip, text, masks.get('text'))
         return self.clip.encode_text(text)
 
@@ -400,13 +400,13 @@ class OpenCLIPModel(BaseModel):
         return samples
 
     def structure(self) -> Dict[str, dict]:
-        from .clip_structure import structure_of
+        from ..surgery.clip_structure import structure_of
         return structure_of(self.clip)
 
     def prune(self) -> nn.Module:
         """The dense pruned ``CLIP`` of the current masks (deterministic, TinyCLIP's rule)."""
         if self.l0_masks is None:
             raise ValueError('prune() needs masks: build the model with sparsity=dict(...)')
-        from .clip_structure import prune_clip
+        from ..surgery.clip_structure import prune_clip
         return prune_clip(self.clip, self.l0_masks(sample=False))
 

@@ -1,6 +1,6 @@
 """One tower of an open_clip model as a ``BaseModel``: image-only or text-only batches.
 
-:class:`~.open_clip_wrapper.OpenCLIPModel` takes image-text batches
+:class:`~.open_clip_model.OpenCLIPModel` takes image-text batches
 (``dict(img=..., text=...)``). An image-only student (an mmpretrain classifier) or a
 text-only student gives a plain batch instead; :class:`OpenCLIPImageEncoder` and
 :class:`OpenCLIPTextEncoder` take that batch and return the tower's embedding. Each
@@ -20,7 +20,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from .open_clip_wrapper import OpenCLIPModel, _load_clip_state
+from .open_clip_model import OpenCLIPModel, _load_clip_state
 
 # A minimal other tower, built (then dropped) when model_cfg describes only one tower.
 _TINY_VISION = dict(image_size=8, patch_size=8, width=8, layers=1, head_width=8)

@@ -138,7 +138,7 @@ def test_real_scale_configs_build_at_tiny_size(name, repo_root):
 def test_teacher_follows_the_batch_device(monkeypatch):
     # Under FSDP the hidden teacher is not moved with the wrapped student: every step
     # hands it to TeacherPrecision.follow_device with the batch's device first.
-    from mmkd.models.algorithms.teacher_precision import TeacherPrecision
+    from mmkd.models.teachers.precision import TeacherPrecision
     calls = []
     original = TeacherPrecision.follow_device
 

@@ -10,7 +10,7 @@ from mmengine.optim import OptimWrapper
 
 from mmkd.datasets.shapes_vqa import ShapesVQADataset
 from mmkd.models.algorithms.llava_mod import LlavaMoDDistill
-from mmkd.models.llm import SparseMoEBlock
+from mmkd.models.surgery import SparseMoEBlock
 
 VISION = dict(model_type='siglip_vision_model', hidden_size=16, intermediate_size=32,
               num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)

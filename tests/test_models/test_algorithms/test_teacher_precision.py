@@ -7,7 +7,7 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 
 from mmkd.engine import CPUAmpOptimWrapper
-from mmkd.models.algorithms.teacher_precision import TeacherPrecision
+from mmkd.models.teachers.precision import TeacherPrecision
 from mmkd.registry import MODELS
 
 from .helpers import batch, logit_distiller, tiny_classifier

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mmkd.models.connectors import DenseGateNet, GateNet, MaskNet1d, MaskNet2d
+from mmkd.models.combiners import DenseGateNet, GateNet
+from mmkd.models.connectors import MaskNet1d, MaskNet2d
 
 
 @pytest.mark.parametrize('feat_dim,heads,hidden', [(64, 3, 30), (298, 3, 147), (84, 3, 42),

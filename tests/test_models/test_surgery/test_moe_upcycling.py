@@ -1,11 +1,11 @@
-"""Router, balance loss and upcycling of LLaVA-MoD's sparse student (mmkd.models.llm.moe)."""
+"""Router, balance loss and upcycling of LLaVA-MoD's sparse student (mmkd.models.surgery.moe_upcycling)."""
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from mmkd.models.llm import (
+from mmkd.models.surgery import (
     SparseMoEBlock,
     load_balancing_loss,
     moe_layer_indices,

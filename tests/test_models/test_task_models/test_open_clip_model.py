@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mmkd.models.wrappers import ImageTextDataPreprocessor, OpenCLIPModel
+from mmkd.models.preprocessors import ImageTextDataPreprocessor
+from mmkd.models.task_models import OpenCLIPModel
 
 CFG = dict(embed_dim=16,
            vision_cfg=dict(image_size=16, patch_size=8, width=32, layers=2, head_width=16),
@@ -13,7 +14,7 @@ ZERO_SHOT = dict(classes=['zero', 'one', 'two'], templates=['a handwritten digit
 
 
 def batch(n=4, seed=0):
-    from mmkd.datasets.caption_tokenizers import build_tokenizer
+    from mmkd.text.caption_tokenizers import build_tokenizer
     g = torch.Generator().manual_seed(seed)
     img = torch.randn(n, 3, 16, 16, generator=g)
     text = build_tokenizer(TOKENIZER)(['a handwritten digit zero', 'a red star', 'digit one',

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from mmkd.models.wrappers import OpenCLIPModel
-from mmkd.models.wrappers.clip_inheritance import inherit_clip_weights
-from mmkd.models.wrappers.clip_structure import (
+from mmkd.models.task_models import OpenCLIPModel
+from mmkd.models.surgery.clip_inheritance import inherit_clip_weights
+from mmkd.models.surgery.clip_structure import (
     apply_structure,
     encode_image_masked,
     encode_text_masked,
@@ -14,7 +14,7 @@ from mmkd.models.wrappers.clip_structure import (
     prune_clip,
     structure_of,
 )
-from mmkd.models.wrappers.hard_concrete import (
+from mmkd.models.surgery.hard_concrete import (
     CLIPSparsityMasks,
     TowerMasks,
     deterministic_mask,

@@ -7,7 +7,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 
 from mmkd.datasets.shapes_vqa import ShapesVQADataset
-from mmkd.models.wrappers import LlavaModel, check_same_vocabulary, next_token_targets
+from mmkd.models.task_models import LlavaModel, check_same_vocabulary, next_token_targets
 
 VISION = dict(model_type='clip_vision_model', hidden_size=32, intermediate_size=64,
               num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)

@@ -287,7 +287,7 @@ def test_hf_config_teacher_for_a_timm_backbone_dense_student(tmp_path):
 
 def test_hf_vision_model_from_config_object():
     """From a config dict (random weights): the three outputs, taps and layer paths."""
-    from mmkd.models.wrappers import HFVisionModel
+    from mmkd.models.task_models import HFVisionModel
     torch.manual_seed(0)
     m = HFVisionModel(config=dict(model_type='vit', image_size=32, patch_size=8, **HF_SMALL))
     assert type(m.model).__name__ == 'ViTModel'
@@ -329,7 +329,7 @@ def test_hf_two_tower_config_and_folder_give_the_vision_tower(tmp_path, model_ty
     """A CLIP / SigLIP config or folder (text + vision) builds its vision tower only."""
     import transformers
 
-    from mmkd.models.wrappers import HFVisionModel
+    from mmkd.models.task_models import HFVisionModel
     vision = dict(image_size=32, patch_size=8, **HF_SMALL)
     m = HFVisionModel(config=dict(model_type=model_type, vision_config=vision))
     assert type(m.model).__name__ == cls
@@ -350,7 +350,7 @@ def test_hf_vision_model_bad_input(tmp_path):
     name is never looked up."""
     from transformers import ViTConfig, ViTModel
 
-    from mmkd.models.wrappers import HFVisionModel
+    from mmkd.models.task_models import HFVisionModel
     start = time.monotonic()
     for path in (str(tmp_path / 'missing'), 'google/vit-base-patch16-224'):
         with pytest.raises(FileNotFoundError, match='pretrained_path=.*never downloads'):
@@ -386,7 +386,7 @@ def test_open_clip_image_tower_teaches_mmpretrain_student(tmp_path):
     map; CLIP mean/std through teacher_data_preprocessor; one step."""
     import open_clip
 
-    from mmkd.models.algorithms.distill_data_preprocessor import DistillDataPreprocessor
+    from mmkd.models.preprocessors.distill_data_preprocessor import DistillDataPreprocessor
     torch.manual_seed(0)
     clip = open_clip.model.CLIP(**CLIP_CFG)
     ckpt = tmp_path / 'open_clip.pth'
@@ -451,7 +451,7 @@ def test_open_clip_towers_match_the_full_model(tmp_path):
     encode_image / encode_text; wrong inputs and checkpoints fail clearly."""
     import open_clip
 
-    from mmkd.models.wrappers import OpenCLIPImageEncoder, OpenCLIPTextEncoder
+    from mmkd.models.task_models import OpenCLIPImageEncoder, OpenCLIPTextEncoder
     torch.manual_seed(0)
     clip = open_clip.model.CLIP(**CLIP_CFG).eval()
     ckpt = tmp_path / 'clip.pth'

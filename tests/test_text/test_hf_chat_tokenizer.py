@@ -15,7 +15,8 @@ def write_tokenizer(folder, words):
 
 
 def test_hf_chat_tokenizer_from_a_local_folder(tmp_path):
-    from mmkd.datasets.shapes_vqa import build_chat_tokenizer, build_conversation
+    from mmkd.datasets.shapes_vqa import build_conversation
+    from mmkd.text import build_chat_tokenizer
     vocab = write_tokenizer(tmp_path / 'tok', ['user', ':', 'assistant', 'red', 'circle', '?'])
     tok = build_chat_tokenizer(dict(type='HFChatTokenizer', path=str(tmp_path / 'tok')))
     # the <image> placeholder is added after the 9 words: id 9, vocabulary of 10
@@ -36,6 +37,6 @@ def test_hf_chat_tokenizer_from_a_local_folder(tmp_path):
 
 
 def test_hf_chat_tokenizer_missing_folder(tmp_path):
-    from mmkd.datasets.shapes_vqa import build_chat_tokenizer
+    from mmkd.text import build_chat_tokenizer
     with pytest.raises((OSError, ValueError)):
         build_chat_tokenizer(dict(type='HFChatTokenizer', path=str(tmp_path / 'none')))
