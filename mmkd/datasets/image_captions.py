@@ -24,7 +24,6 @@ from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
 from mmkd.registry import DATASETS, TRANSFORMS
-
 from mmkd.text.caption_tokenizers import build_tokenizer
 
 #: number words of the digit captions and zero-shot prompts.

@@ -43,7 +43,13 @@ from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
 from mmkd.registry import DATASETS, TRANSFORMS
-from mmkd.text.chat_tokenizers import SHAPES_VQA_WORDS, VQA_COLOURS, VQA_NUMBERS, VQA_SHAPES, build_chat_tokenizer
+from mmkd.text.chat_tokenizers import (
+    SHAPES_VQA_WORDS,
+    VQA_COLOURS,
+    VQA_NUMBERS,
+    VQA_SHAPES,
+    build_chat_tokenizer,
+)
 from mmkd.text.chat_tokenizers import VQA_PLURALS as _PLURAL
 
 __all__ = [

@@ -67,21 +67,20 @@ def _add_moved_modeling_utils_names(module) -> list:
 
 
 # Why an import hook and not a direct ``setattr`` where mmkd imports mmpretrain:
-# * mmpretrain/mmdet are mostly imported by code that is not mmkd's: mmengine's
-#   registries import ``mmdet.models`` / ``mmpretrain.models`` for a config's
-#   ``default_scope`` or a ``type='mmdet.X'`` (``init_default_scope``, registry
-#   ``locations``), the task configs' ``custom_imports``, mmdet's own Runner hooks, and
-#   users' scripts that ``import mmdet.models`` after ``import mmkd`` (what
-#   tests/test_utils/test_compat_transformers.py checks). mmkd's own build path
-#   (utils/model_builder.py, models/heads imports mmpretrain) sees only some of them,
-#   and whichever comes first decides whether mmpretrain's BLIP/OFA/RAM modules and
-#   mmdet's GLIP fusion find the names (mmpretrain imports them once, at import time).
+# * Most imports of mmpretrain/mmdet are not mmkd's: mmengine imports
+#   ``mmdet.models`` / ``mmpretrain.models`` through the registries' ``locations``
+#   (a config's ``default_scope``, ``type='mmdet.X'``, ``_scope_``, tools/train.py's
+#   Runner), and users' scripts ``import mmdet.models`` after ``import mmkd`` (what
+#   tests/test_utils/test_compat_transformers.py checks). mmkd's own places
+#   (utils/model_builder.py's scope lookup, models/heads importing mmpretrain) see only
+#   some of them, and whichever comes first decides: mmpretrain's BLIP/OFA/RAM modules
+#   and mmdet's GLIP fusion import the names once, when they are first imported.
 # * Setting the names eagerly needs ``transformers.modeling_utils`` imported, i.e. most
-#   of transformers (several seconds) in every ``import mmkd``, also for CNN-only
-#   runs; ``import mmkd`` must not import transformers (the same test checks it).
-# The hook is one-shot (it removes itself from ``sys.meta_path`` when it fires), adds
-# only names the module lacks, each bound to transformers' own object, and changes no
-# behaviour of transformers; on transformers <= 4.52 (4.51.3 here) it adds nothing.
+#   of transformers (several seconds) in every ``import mmkd``, CNN-only runs included;
+#   ``import mmkd`` must not import transformers (the same test checks it).
+# The hook is one-shot (it leaves ``sys.meta_path`` when it fires), adds only names the
+# module lacks, each bound to transformers' own object, and changes no behaviour of
+# transformers; on transformers <= 4.52 (4.51.3 here) it adds nothing.
 def make_moved_transformers_names_importable() -> None:
     """Let mmpretrain 1.2.0 / mmdet 3.3.0 import on transformers >= 4.53; ``import mmkd``
     calls this.

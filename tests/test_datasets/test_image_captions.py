@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mmkd.datasets import CsvCaptionDataset, DigitsShapesCaptions, PackImageText, TokenizeCaption
-from mmkd.text.caption_tokenizers import OpenCLIPTokenizer, WordTokenizer, build_tokenizer
 from mmkd.datasets.image_captions import CAPTION_WORDS, DIGIT_WORDS, SHAPE_COLOURS
+from mmkd.text.caption_tokenizers import OpenCLIPTokenizer, WordTokenizer, build_tokenizer
 
 
 @pytest.fixture(scope='module')

@@ -10,15 +10,15 @@ from mmengine.model import BaseDataPreprocessor, BaseModel, ImgDataPreprocessor
 from torch import nn
 
 from mmkd.models.algorithms.base_algorithm import BaseAlgorithm
-from mmkd.models.preprocessors.distill_data_preprocessor import DistillDataPreprocessor
 from mmkd.models.algorithms.masked_image_distill import MaskSpec, random_masking
 from mmkd.models.algorithms.multi_teacher_distill import Way
-from mmkd.models.task_models.multimodal_classifier import ConvEncoder3d, MLPEncoder
+from mmkd.models.combiners.teacher_combiners import BaseTeacherCombiner
+from mmkd.models.preprocessors.distill_data_preprocessor import DistillDataPreprocessor
 from mmkd.models.preprocessors.multimodal_data_preprocessor import (
     MultiModalDataPreprocessor,
     MultiTeacherDataPreprocessor,
 )
-from mmkd.models.combiners.teacher_combiners import BaseTeacherCombiner
+from mmkd.models.task_models.multimodal_classifier import ConvEncoder3d, MLPEncoder
 from mmkd.registry import MODELS
 
 from .test_algorithms.helpers import tiny_classifier

@@ -10,8 +10,8 @@ from torch import nn
 from mmkd.registry import MODELS
 from mmkd.utils.checkpoint import load_state_dict_file
 
-from ..surgery.moe_upcycling import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
 from ..losses.preference_losses import sequence_log_probs
+from ..surgery.moe_upcycling import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
 from ..teachers import TeacherPrecision, TeacherSet
 from .base_algorithm import BaseAlgorithm
 from .single_teacher_distill import check_finite_losses

@@ -16,11 +16,15 @@ from torch import nn
 from mmkd.registry import MODELS
 
 from ..losses.mst_losses import kl_per_sample
+from ..preprocessors.multimodal_data_preprocessor import (
+    MultiTeacherDataPreprocessor,
+    build_mmkd,
+    select_inputs,
+)
 from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
 from ..teachers import TeacherSet, build_teacher, first_device
 from .base_algorithm import BaseAlgorithm
-from ..preprocessors.multimodal_data_preprocessor import MultiTeacherDataPreprocessor, build_mmkd, select_inputs
 from .single_teacher_distill import check_finite_losses
 
 _TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')

@@ -16,10 +16,10 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from ..preprocessors.semi_supervised_data_preprocessor import SemiSupervisedDataPreprocessor
 from ..recorders import ModuleOutputs
 from ..teachers import TeacherSet
 from ..utils.cutmix import BoxMaskGenerator, cutmix
-from ..preprocessors.semi_supervised_data_preprocessor import SemiSupervisedDataPreprocessor
 from .base_algorithm import BaseAlgorithm
 from .single_teacher_distill import check_finite_losses
 

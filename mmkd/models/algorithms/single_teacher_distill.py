@@ -9,12 +9,12 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from ..preprocessors.distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
 from ..recorders import EarlyExit
 from ..teachers import TeacherPrecision, TeacherSet, first_device
 from ..utils.init_from_teacher import check_init_from_teacher
 from ..utils.init_from_teacher import init_student_from_teacher as inherit_from_teacher
 from .base_algorithm import BaseAlgorithm
-from ..preprocessors.distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
 
 _TEACHER_MODES = ('tensor', 'loss', 'predict')
 

@@ -16,8 +16,8 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from .gatenet import DenseGateNet, GateNet
 from ..losses.mst_losses import EnsembleKDLoss, LoadBalanceLoss, RoutedKDLoss, topk_route
+from .gatenet import DenseGateNet, GateNet
 
 
 class BaseTeacherCombiner(nn.Module):

@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-from mmkd.models.task_models import OpenCLIPModel
 from mmkd.models.surgery.clip_inheritance import inherit_clip_weights
 from mmkd.models.surgery.clip_structure import (
     apply_structure,
@@ -21,6 +20,7 @@ from mmkd.models.surgery.hard_concrete import (
     hard_concrete_keep_prob,
     hard_concrete_sample,
 )
+from mmkd.models.task_models import OpenCLIPModel
 
 TEACHER = dict(embed_dim=16,
                vision_cfg=dict(image_size=16, patch_size=8, width=32, layers=4, head_width=8),
