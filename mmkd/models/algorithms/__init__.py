@@ -27,9 +27,9 @@ from .collaborative_distill import CollaborativeDistill, CollaborativeOptimWrapp
 
 __all__ += ['CollaborativeDistill', 'CollaborativeOptimWrapperConstructor']
 # issue 4 (MGD semi-supervised segmentation)
-from .semi_supervised_distill import SemiSupervisedDataPreprocessor, SemiSupervisedDistill  # noqa: E402
+from .multi_granularity_distill import MultiGranularityDistill, SemiSupervisedDataPreprocessor  # noqa: E402
 
-__all__ += ['SemiSupervisedDistill', 'SemiSupervisedDataPreprocessor']
+__all__ += ['MultiGranularityDistill', 'SemiSupervisedDataPreprocessor']
 # issue 8 (LLaVA-MoD)
 from .llava_mod import LlavaMoDDistill  # noqa: E402
 
