@@ -73,7 +73,7 @@ deep_teacher = dict(
     test_cfg=dict(mode='whole'))
 model = dict(
     _scope_='mmkd',
-    type='SemiSupervisedDistill',
+    type='MultiGranularityDistill',
     architecture=student,
     wide_teacher=wide_teacher,
     deep_teacher=deep_teacher,

@@ -12,7 +12,7 @@ deep_teacher_ckpt = 'work_dirs/mgd_ssss/fcn_r34-w16_shapes-1of8_deep-teacher_dem
 model = dict(
     _delete_=True,
     _scope_='mmkd',
-    type='SemiSupervisedDistill',
+    type='MultiGranularityDistill',
     architecture=dict(cfg_path='mmkd::mgd_ssss/fcn_r18-w16_shapes-1of8_supervised_demo.py'),
     wide_teacher=dict(cfg_path='mmkd::mgd_ssss/fcn_r18-w32_shapes-1of8_wide-teacher_demo.py'),
     deep_teacher=dict(cfg_path='mmkd::mgd_ssss/fcn_r34-w16_shapes-1of8_deep-teacher_demo.py'),

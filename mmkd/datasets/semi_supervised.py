@@ -1,6 +1,6 @@
 """A labelled/unlabelled view of a segmentation data set, for semi-supervised training.
 
-Semi-supervised segmentation (e.g. MGD, ``SemiSupervisedDistill``) trains each step
+Semi-supervised segmentation (e.g. MGD, ``MultiGranularityDistill``) trains each step
 on a labelled batch and on unlabelled images. :class:`SemiSupervisedSegDataset`
 wraps an ordinary mmseg data set (its files, its labelled pipeline) and splits it
 into a labelled part (a fraction, or a list of image names such as the official
@@ -11,7 +11,7 @@ into a labelled part (a fraction, or a list of image names such as the official
 
 mmengine's ``pseudo_collate`` turns a list of such items into
 ``dict(labelled=dict(inputs=[...], data_samples=[...]), unlabelled=[dict(...), ...])``,
-which ``SemiSupervisedDistill``'s data preprocessor reads.
+which ``MultiGranularityDistill``'s data preprocessor reads.
 
 Unlabelled images never touch a label: their data infos are copied from the data
 set with ``seg_map_path`` removed and ``seg_fields`` emptied, and their pipeline

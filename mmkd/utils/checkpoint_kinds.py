@@ -342,6 +342,12 @@ def fit_checkpoint(info: CheckpointInfo, model: nn.Module, student: Optional[str
                      partial=partial)
 
 
+#: ``distillation_stopped`` (StopDistillHook) was given to every algorithm on 2026-12-03;
+#: a run of MultiTeacher/Collaborative/MultiGranularity/LlavaMoD saved before that has
+#: none, and could not have stopped distillation (False, the initial value).
+OPTIONAL_ON_RESUME = ('distillation_stopped',)
+
+
 def check_resumable(info: CheckpointInfo, model: nn.Module) -> None:
     """Refuse a ``--resume`` checkpoint that is not a training checkpoint of ``model``.
 
@@ -380,7 +386,9 @@ def check_resumable(info: CheckpointInfo, model: nn.Module) -> None:
             f'{"/".join(repr(k) for k in lacks) or "iteration in its meta"}), so there is no run to '
             f'resume. {instead}')
     own = model.state_dict()
-    missing = [k for k in own if k not in info.state]
+    # Buffers later versions added to algorithms that older checkpoints lack; resuming
+    # leaves them at their initial value, which is what those runs had.
+    missing = [k for k in own if k not in info.state and k not in OPTIONAL_ON_RESUME]
     unexpected = [k for k in info.state if k not in own]
     shapes = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
               for k, v in info.state.items()

@@ -137,3 +137,22 @@ def test_stop_distill_hook_drops_stale_distill_losses_from_the_log():
     runner.iter = 5
     hook.before_train_iter(runner, 5)
     assert sorted(hub.log_scalars) == ['train/distill_weight_scale', 'train/loss']
+
+
+@pytest.mark.filterwarnings('ignore:SingleTeacherDistill')
+def test_weight_hook_sets_the_algorithm_scale_and_its_distiller():
+    """Every algorithm holds the factor (BaseAlgorithm.distill_loss_scale); one with a
+    ConfigurableDistiller hands it to the distiller, which applies it."""
+    model = fitnet()
+    runner = SimpleNamespace(model=model, iter=3, epoch=0, message_hub=_Hub(),
+                             train_dataloader=[0] * 4)
+    DistillLossWeightHook(warmup=6).before_train_iter(runner, 0)
+    assert model.distill_loss_scale == pytest.approx(0.5)
+    assert model.distiller.loss_weight_scale == pytest.approx(0.5)
+
+
+def test_weight_hook_refuses_a_model_without_distillation_losses():
+    runner = SimpleNamespace(model=SimpleNamespace(), iter=0, epoch=0, message_hub=_Hub(),
+                             train_dataloader=[0])
+    with pytest.raises(TypeError, match='DistillLossWeightHook has no distillation loss'):
+        DistillLossWeightHook(warmup=2).before_train_iter(runner, 0)

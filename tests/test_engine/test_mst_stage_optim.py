@@ -347,6 +347,10 @@ def test_masknet_val_loss_is_the_official_stage2_val_loss():
     value = hook.masknet_val_loss(runner)
     assert torch.equal(torch.get_rng_state(), rng)
     assert model.training and model.masknets.training  # back in training mode
+    # a DistillLossWeightHook factor is not part of the official (unweighted) val loss
+    model.distill_loss_scale = 0.5
+    assert hook.masknet_val_loss(runner) == value and model.distill_loss_scale == 0.5
+    model.distill_loss_scale = 1.0
     kls = per_batch_kl(model.eval(), batches)
     # main-MST-Distill.py, stage-2 validation: per batch, for each teacher the mean over
     # its MaskNets, summed over the teachers; then the mean over the batches.

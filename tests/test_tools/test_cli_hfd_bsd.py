@@ -46,7 +46,7 @@ def test_train_test_either_student_convert_both(tmp_path, shapes_root):
                    'default_hooks.checkpoint.interval=2')
     # validation during training evaluates the config's eval_student, 'cnn'
     val_metric, val_predictions = logged_metric(out, 'mIoU'), load_predictions(dumps['val'])
-    for key in ('cnn.distill.loss_hfd', 'vit.distill.loss_region_bsd', 'vit.distill.loss_pixel_bsd',
+    for key in ('distill.loss_hfd_cnn', 'distill.loss_region_bsd_vit', 'distill.loss_pixel_bsd_vit',
                 'cnn.lr', 'vit.lr'):
         assert key in out, key
     ckpt = last_checkpoint(work)

@@ -40,7 +40,7 @@ def test_llava_mod_three_stages(tmp_path):
         assert not any(k.startswith('teacher') for k in keys)
         experts = [k for k in keys if '.mlp.experts.3.' in k]
         assert bool(experts) == (i > 0), name  # dense in stage 1, upcycled from stage 2 on
-        expected = ('loss_mimic', 'loss_mimic', 'loss_pref')[i]
+        expected = ('distill.loss_mimic', 'distill.loss_mimic', 'distill.loss_pref')[i]
         assert expected in out and (i == 0 or 'loss_moe_aux' in out)
     out = run_tool('tools/test.py', STAGES[2], prev, '--cfg-options', f'model.teacher_ckpt={teacher}',
                    f'model.student_ckpt={prev}', *SMALL, env=env)

@@ -46,9 +46,9 @@ def test_mst_train_resume_test_convert(tmp_path, teacher_ckpts):
               'train_cfg.val_interval=6', 'default_hooks.checkpoint.interval=3',
               'default_hooks.logger.interval=1', 'train_dataloader.batch_size=8']
     out = run_tool('tools/train.py', config, *common, 'train_cfg.max_iters=3')
-    assert 'cotrain.loss_kd_mm' in out and 'cotrain.loss_kd_audio' in out
+    assert 'distill.loss_kd_from_mm' in out and 'distill.loss_kd_from_audio' in out
     assert "stage 'masknet' from iteration 2" in out
-    assert 'masknet.loss_mm@fusion' in out and 'masknet.loss_audio@fc1' in out
+    assert 'distill.loss_masknet_mm@fusion' in out and 'distill.loss_masknet_audio@fc1' in out
     assert last_checkpoint(work).endswith('iter_3.pth')
 
     # Resume inside the MaskNet stage: the stage is recomputed from the iteration.

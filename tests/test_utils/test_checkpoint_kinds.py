@@ -75,3 +75,19 @@ def test_resume_needs_the_run_state_and_the_same_model(tmp_path):
         check_resumable(read_checkpoint(str(tmp_path / 'weights.pth'), '--resume'), model)
     with pytest.raises(CheckpointMismatchError, match='have other shapes'):
         check_resumable(read_checkpoint(str(tmp_path / 'run.pth'), '--resume'), Algo(width=4))
+
+
+def test_resume_of_a_checkpoint_saved_before_distillation_stopped_existed(tmp_path):
+    """Every algorithm got the ``distillation_stopped`` buffer on 2026-12-03; an older run
+    of an algorithm that had none resumes (the buffer keeps False), any other missing
+    tensor still refuses."""
+    model = Algo()
+    old = {'state_dict': model.state_dict(), 'meta': {'iter': 4, 'epoch': 0},
+           'message_hub': {}, 'optimizer': {}}
+    torch.save(old, tmp_path / 'old.pth')
+    model.register_buffer('distillation_stopped', torch.tensor(False))
+    check_resumable(read_checkpoint(str(tmp_path / 'old.pth'), '--resume'), model)
+    model.register_buffer('other_buffer', torch.tensor(0.0))
+    with pytest.raises(CheckpointMismatchError, match=r"1 tensors of this model are not in the "
+                       r"file.*other_buffer"):
+        check_resumable(read_checkpoint(str(tmp_path / 'old.pth'), '--resume'), model)

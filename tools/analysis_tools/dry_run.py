@@ -643,11 +643,12 @@ def declared_terms(model: nn.Module) -> List[str]:
         return ((['distill.loss_mdist_res', 'distill.loss_mdist_vis'] if model.mdist else [])
                 + (['distill.loss_rdist'] if model.rdist else []))
     if name == 'LlavaMoDDistill':
-        return ['loss_mimic'] if model.stage == 'mimic' else ['loss_pref']
+        return ['distill.loss_mimic'] if model.stage == 'mimic' else ['distill.loss_pref']
     if name == 'MultiTeacherDistill':
         # the stage decides the terms; a trailing '*' is a prefix that must be logged
-        return [{'cotrain': 'cotrain.*', 'masknet': 'masknet.*'}.get(model.stage, 'distill.*')]
-    if name == 'SemiSupervisedDistill':
+        return [{'cotrain': 'distill.loss_kd_*',
+                 'masknet': 'distill.loss_masknet_*'}.get(model.stage, 'distill.*')]
+    if name == 'MultiGranularityDistill':
         out = []
         if model.loss_pixel is not None:
             out += [f'distill.loss_pixel_unlab_{t}' for t in ('wide', 'deep')]
@@ -657,7 +658,7 @@ def declared_terms(model: nn.Module) -> List[str]:
         out += ['distill.loss_content'] if model.loss_content is not None else []
         return out
     if name == 'CollaborativeDistill':
-        return [f'{s}.distill.loss_{t}' for s in model.students for t in model.losses]
+        return [f'distill.loss_{t}_{s}' for s in model.students for t in model.losses]
     return []
 
 
@@ -866,7 +867,7 @@ DEFAULT_SIZE = dict(det=64, seg=32, cls=32, mae=32)
 def make_batch(model: nn.Module, cfg, config: str, size: int, tiny: bool) -> tuple:
     """A training batch of two samples for ``model``; returns (data, description)."""
     students = student_of(model)
-    if type(model).__name__ == 'SemiSupervisedDistill':
+    if type(model).__name__ == 'MultiGranularityDistill':
         first = next(iter(students.values()))
         data = dict(labelled=synthetic_batch(first, size, seed=1),
                     unlabelled=[synthetic_batch(first, size, seed=2, labelled=False),

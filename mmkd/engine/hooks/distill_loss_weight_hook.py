@@ -22,6 +22,24 @@ def get_distiller(runner):
     return distiller
 
 
+def set_distill_loss_scale(runner, value: float) -> None:
+    """Set the factor of every ``distill.*`` term of the runner's model.
+
+    Every mmkd algorithm (``BaseAlgorithm``) holds it as ``distill_loss_scale``; a model
+    that is not one but owns a distiller with ``loss_weight_scale`` gets it there.
+    """
+    model = unwrap(runner.model)
+    if hasattr(type(model), 'distill_loss_scale'):
+        model.distill_loss_scale = value
+        return
+    distiller = getattr(model, 'distiller', None)
+    if distiller is None or not hasattr(distiller, 'loss_weight_scale'):
+        raise TypeError(f'{type(model).__name__} is not an mmkd algorithm (no '
+                        '`distill_loss_scale`) and has no distiller with a `loss_weight_scale`; '
+                        'DistillLossWeightHook has no distillation loss to weight')
+    distiller.loss_weight_scale = value
+
+
 @HOOKS.register_module()
 class DistillLossWeightHook(Hook):
     """Linear warm-up, plateau and linear decay of all distillation loss weights.
@@ -34,7 +52,9 @@ class DistillLossWeightHook(Hook):
         linear from 1 to end_factor over [decay_begin, decay_end], then end_factor
 
     It is recomputed from the runner's counters before every iteration, so it needs
-    no state and resumes exactly. The value is logged as ``distill_weight_scale``.
+    no state and resumes exactly. The value is logged as ``distill_weight_scale``. It
+    is set on the algorithm (``BaseAlgorithm.distill_loss_scale``), so it works with
+    every mmkd algorithm; a factor of exactly 1 multiplies nothing.
 
     Args:
         warmup (int): length of the warm-up (0 = none). DKD warms up over 20 epochs.
@@ -85,5 +105,5 @@ class DistillLossWeightHook(Hook):
         else:
             t = runner.iter
         value = self.factor(t)
-        get_distiller(runner).loss_weight_scale = value
+        set_distill_loss_scale(runner, value)
         runner.message_hub.update_scalar('train/distill_weight_scale', value)

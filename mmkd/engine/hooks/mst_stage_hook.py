@@ -241,11 +241,11 @@ class MSTStageHook(Hook):
         self.evaluations = 0
 
     def _masknet_groups(self, model) -> Dict[str, List[str]]:
-        """teacher -> the loss keys of its MaskNet ways (``masknet.loss_<way>``)."""
+        """teacher -> the loss keys of its MaskNet ways (``distill.loss_masknet_<way>``)."""
         groups: Dict[str, List[str]] = {}
         for way in model.ways:
             if way.masknet is not None:
-                groups.setdefault(way.teacher, []).append(f'masknet.loss_{way.name}')
+                groups.setdefault(way.teacher, []).append(f'distill.loss_masknet_{way.name}')
         return groups
 
     def _teacher_batch(self, model, data_batch) -> dict:
@@ -269,6 +269,10 @@ class MSTStageHook(Hook):
         was_training = model.training
         total, batches = 0.0, 0
         model.eval()
+        # The official val loss is unweighted: a DistillLossWeightHook factor is left out.
+        scale = getattr(model, 'distill_loss_scale', 1.0)
+        if scale != 1.0:
+            model.distill_loss_scale = 1.0
         try:
             with torch.no_grad(), preserved_rng():
                 for data_batch in self._val_loader:
@@ -279,6 +283,8 @@ class MSTStageHook(Hook):
                     batches += 1
         finally:
             model.train(was_training)
+            if scale != 1.0:
+                model.distill_loss_scale = scale
         from mmengine.dist import all_reduce
         summed = torch.tensor([total, float(batches)], dtype=torch.float64)
         all_reduce(summed, op='sum')

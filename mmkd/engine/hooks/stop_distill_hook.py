@@ -19,8 +19,11 @@ class StopDistillHook(Hook):
     """From ``stop_epoch`` (or ``stop_iter``) on, train the student on its task alone.
 
     The teacher forward and the distillation losses are skipped. The decision lives
-    in the algorithm's persistent ``distillation_stopped`` buffer, so it survives
-    checkpoints and resumes.
+    in the algorithm's persistent ``distillation_stopped`` buffer (every mmkd algorithm
+    has it: ``BaseAlgorithm``), so it survives checkpoints and resumes. A step with
+    no task loss left (MST-Distill's 'masknet' stage, LLaVA-MoD without
+    ``lm_loss_weight``, ``calculate_student_loss=False``) raises an error naming the
+    algorithm and the stage.
 
     Under DDP (no ``find_unused_parameters``) the algorithm keeps learnable
     connectors and loss parameters in the graph with an exactly-zero gradient

@@ -4,10 +4,10 @@ from .collaborative_distill import CollaborativeDistill
 from .llava_kd import LlavaKDDistill
 from .llava_mod import LlavaMoDDistill
 from .masked_image_distill import MaskedImageDistill, MaskSpec, random_masking
+from .multi_granularity_distill import MultiGranularityDistill
 from .multi_teacher_distill import MultiTeacherDistill
-from .semi_supervised_distill import SemiSupervisedDistill
 from .single_teacher_distill import SingleTeacherDistill
 
 __all__ = ['BaseAlgorithm', 'SingleTeacherDistill', 'MaskedImageDistill', 'MaskSpec',
-           'random_masking', 'MultiTeacherDistill', 'CollaborativeDistill', 'SemiSupervisedDistill',
+           'random_masking', 'MultiTeacherDistill', 'CollaborativeDistill', 'MultiGranularityDistill',
            'LlavaKDDistill', 'LlavaMoDDistill']

@@ -15,6 +15,28 @@ from ..teachers import TeacherSet
 
 ForwardResults = Union[Dict[str, torch.Tensor], List[BaseDataElement], torch.Tensor]
 
+#: The log scheme: every distillation term is ``distill.<term>``; task losses keep the
+#: task package's names.
+DISTILL_PREFIX = 'distill.'
+
+
+def check_finite_losses(losses: Dict) -> None:
+    """Raise FloatingPointError naming every non-finite loss and the training step."""
+    bad = []
+    for name, value in losses.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                bad.append(f'{name}={v.detach().float().mean().item()}')
+    if bad:
+        from mmengine.logging import MessageHub
+        hub = MessageHub.get_current_instance()
+        step = hub.get_info('iter', None) if hub is not None else None
+        raise FloatingPointError(
+            f'non-finite loss at training iteration {step}: {", ".join(bad)}. Training '
+            'stopped before the optimizer step; the last checkpoint on disk is untouched. '
+            'Lower the learning rate or the loss weight, or check the data.')
+
 
 class _ZeroTouch(torch.autograd.Function):
     """A scalar 0 whose gradient with respect to every input is exactly 0.
@@ -75,6 +97,83 @@ class BaseAlgorithm(BaseModel):
             data_preprocessor = build_in_scope(data_preprocessor, self.student_scope)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.architecture = student
+        self.init_distillation_state()
+
+    # What every algorithm gets from the core: loss-weight scale, stop, NaN check, cache ---
+    #: The prefix of every distillation term in the loss dict (and in the log).
+    DISTILL_PREFIX = DISTILL_PREFIX
+
+    def init_distillation_state(self) -> None:
+        """The state every algorithm shares; called by ``__init__`` (and by algorithms
+        that build their students themselves and call ``BaseModel.__init__``).
+
+        * ``distillation_stopped`` (persistent buffer, key ``'distillation_stopped'``):
+          set by ``StopDistillHook``; saved in checkpoints, so the decision survives a
+          resume. While set, ``loss`` runs no teacher forward and returns no
+          ``distill.*`` term.
+        * ``distill_loss_scale`` (float, 1.0): the factor of every ``distill.*`` term,
+          set by ``DistillLossWeightHook``.
+        """
+        self.register_buffer('distillation_stopped', torch.tensor(False))
+        self._distill_loss_scale = 1.0
+
+    @property
+    def distill_loss_scale(self) -> float:
+        """The factor of every ``distill.*`` term (``DistillLossWeightHook`` sets it).
+
+        An algorithm with a ``ConfigurableDistiller`` hands it to the distiller (its
+        ``loss_weight_scale``), which applies it to the terms it computes; the others
+        apply it in :meth:`scale_distill_losses`.
+        """
+        return self._distill_loss_scale
+
+    @distill_loss_scale.setter
+    def distill_loss_scale(self, value: float) -> None:
+        self._distill_loss_scale = float(value)
+        distiller = self._modules.get('distiller')
+        if distiller is not None and hasattr(distiller, 'loss_weight_scale'):
+            distiller.loss_weight_scale = float(value)
+
+    def scale_distill_losses(self, losses: Dict) -> Dict:
+        """Multiply every ``distill.*loss*`` term by :attr:`distill_loss_scale`, in place.
+
+        Nothing is multiplied at 1.0, so a run without a schedule computes exactly
+        what it computed before (bit for bit); the keys and their order are kept.
+        """
+        scale = self._distill_loss_scale
+        if scale == 1.0:
+            return losses
+        for key, value in losses.items():
+            if key.startswith(DISTILL_PREFIX) and 'loss' in key:  # not logged statistics
+                losses[key] = value * scale
+        return losses
+
+    @property
+    def distill_active(self) -> bool:
+        """False once ``StopDistillHook`` has set ``distillation_stopped``."""
+        return not bool(self.distillation_stopped)
+
+    def cannot_stop(self, what: str) -> RuntimeError:
+        """The error of a step that has nothing to train without distillation."""
+        return RuntimeError(
+            f'{type(self).__name__}: distillation is stopped (distillation_stopped=True, set by '
+            f'StopDistillHook) but {what}, so there is nothing to train without distillation. '
+            'Stop distillation only in a stage with a task loss, or remove StopDistillHook.')
+
+    def refuse_cached_teacher_outputs(self, data_samples, reason: str) -> None:
+        """Raise if the batch carries cached teacher outputs (``CachedTeacherDataset``)."""
+        if data_samples and any(getattr(s, 'teacher_outputs', None) is not None
+                                for s in data_samples):
+            raise ValueError(
+                f'{type(self).__name__} cannot train from cached teacher outputs: {reason}. '
+                'Remove CachedTeacherDataset from train_dataloader (or set its cache_dir=None).')
+
+    def finish_losses(self, losses: Dict) -> Dict:
+        """The last step of every ``loss``: the weight scale, then the NaN check."""
+        losses = self.scale_distill_losses(losses)
+        if getattr(self, 'check_finite', False):
+            check_finite_losses(losses)
+        return losses
 
     @property
     def student(self) -> nn.Module:
@@ -113,7 +212,8 @@ class BaseAlgorithm(BaseModel):
         return [p for name, p in self.named_parameters()
                 if p.requires_grad and not name.startswith('architecture.')]
 
-    def touch_distillation_parameters(self, losses: Dict) -> Dict:
+    def touch_distillation_parameters(self, losses: Dict,
+                                      params: Optional[List[nn.Parameter]] = None) -> Dict:
         """Keep every trainable distillation parameter in the graph, with a zero gradient.
 
         Called by an algorithm's ``loss`` while ``distillation_stopped`` is set
@@ -132,7 +232,7 @@ class BaseAlgorithm(BaseModel):
             RuntimeError: distillation is stopped and the step has no loss left (e.g.
                 ``calculate_student_loss=False``): there would be nothing to train.
         """
-        params = self.distillation_parameters()
+        params = self.distillation_parameters() if params is None else list(params)
         if not params:
             return losses
         zero = _ZeroTouch.apply(*params)

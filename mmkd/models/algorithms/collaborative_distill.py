@@ -19,7 +19,7 @@ from mmkd.registry import MODELS
 from mmkd.utils.model_builder import build_in_scope, build_task_model
 
 from ..recorders import ModuleInputs, ModuleOutputs
-from .single_teacher_distill import check_finite_losses
+from .base_algorithm import BaseAlgorithm
 
 STUDENTS = ('cnn', 'vit')
 _TERMS = ('hfd', 'region_bsd', 'pixel_bsd')
@@ -40,7 +40,7 @@ def build_student(cfg: Union[dict, nn.Module], key: str):
 
 
 @MODELS.register_module()
-class CollaborativeDistill(BaseModel):
+class CollaborativeDistill(BaseAlgorithm):
     """Two trainable segmenters (a CNN and a ViT) that teach each other online.
 
     Each student has its own task loss and its own optimizer (``optim_wrapper`` is an
@@ -62,8 +62,14 @@ class CollaborativeDistill(BaseModel):
     A student's parameters (and its connectors/adapters, which live in
     ``connectors.<student>``) thus receive gradients only from its own task loss
     and from the terms where it is the learner. Losses are logged as
-    ``<student>.<task loss>`` and ``<student>.distill.loss_<term>`` where
-    ``<student>`` is the learner.
+    ``<student>.<task loss>`` (task losses of two models) and
+    ``distill.loss_<term>_<student>`` where ``<student>`` is the learner, e.g.
+    ``cnn.decode.loss_ce`` and ``distill.loss_hfd_cnn``.
+
+    The core's features hold as for every ``BaseAlgorithm``: ``DistillLossWeightHook``
+    scales the ``distill.*`` terms, ``StopDistillHook`` leaves each student's task
+    losses only (there is no frozen teacher to skip), ``check_finite``; cached teacher
+    outputs are refused (the teachers are the students, trained online).
 
     Args:
         students (dict): ``dict(cnn=<model cfg>, vit=<model cfg>)``; each a model
@@ -109,7 +115,9 @@ class CollaborativeDistill(BaseModel):
             data_preprocessor = getattr(built['cnn'], 'data_preprocessor', None)
         elif isinstance(data_preprocessor, dict):
             data_preprocessor = build_in_scope(data_preprocessor, scopes['cnn'])
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # BaseAlgorithm's own __init__ builds one student; the two are built above.
+        BaseModel.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.init_distillation_state()
         self.students = nn.ModuleDict(built)
         self.eval_student = eval_student  # checked by the setter
         self.ignore_index = ignore_index
@@ -202,6 +210,20 @@ class CollaborativeDistill(BaseModel):
         """The student that ``predict`` evaluates (``eval_student``)."""
         return self.students[self.eval_student]
 
+    def distillation_parameters(self) -> List[nn.Parameter]:
+        """The trainable connectors and adapters of both students."""
+        return [p for p in self.connectors.parameters() if p.requires_grad]
+
+    @staticmethod
+    def loss_owner(key: str) -> str:
+        """The student whose optimizer a loss key trains: ``<student>.<task loss>`` or
+        ``distill.<term>_<student>``."""
+        for name in STUDENTS:
+            if key.startswith(f'{name}.') or (key.startswith('distill.')
+                                                and key.endswith(f'_{name}')):
+                return name
+        raise KeyError(f'CollaborativeDistill: the loss {key!r} belongs to no student')
+
     def owned_modules(self, name: str) -> nn.ModuleDict:
         """Everything student ``name``'s optimizer updates: the student and its connectors."""
         return nn.ModuleDict(dict(student=self.students[name], connectors=self.connectors[name]))
@@ -242,9 +264,14 @@ class CollaborativeDistill(BaseModel):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List[BaseDataElement]] = None) -> Dict[str, torch.Tensor]:
-        """All losses, keyed ``<learner>.<name>``; each key's gradient reaches only
-        the learner's parameters (the other student's tensors are detached)."""
-        recorders = self._recorders()
+        """All losses, keyed ``<learner>.<task loss>`` and ``distill.<term>_<learner>``;
+        each key's gradient reaches only the learner's parameters (the other student's
+        tensors are detached)."""
+        self.refuse_cached_teacher_outputs(
+            data_samples, 'its teachers are the two students, trained online, so no stored '
+            'output fits')
+        distill = self.distill_active
+        recorders = self._recorders() if distill else []
         losses: Dict[str, torch.Tensor] = OrderedDict()
         try:
             for rec in recorders:
@@ -254,30 +281,35 @@ class CollaborativeDistill(BaseModel):
                 losses.update({f'{name}.{k}': v for k, v in task.items()})
             for rec in recorders:
                 rec.stop_recording()
+            if not distill:
+                # Each student on its task alone; its connectors keep a zero gradient.
+                for name in STUDENTS:
+                    mine = OrderedDict((k, v) for k, v in losses.items() if k.startswith(f'{name}.'))
+                    params = [p for p in self.connectors[name].parameters() if p.requires_grad]
+                    losses.update(self.touch_distillation_parameters(mine, params))
+                return self.finish_losses(losses)
             gt = torch.stack([s.gt_sem_seg.data for s in data_samples]).to(inputs.device)
             logits = {s: self._logit_recorders[s].get_record_data(0) for s in STUDENTS}
             feats = {term: {s: self._feature(term, s) for s in STUDENTS}
                      for term in self._feature_recorders}
             for learner, teacher in (('cnn', 'vit'), ('vit', 'cnn')):
-                prefix = f'{learner}.distill.'
                 if 'hfd' in self.losses:
                     pred = self._connect('hfd', learner, feats['hfd'][learner])
-                    losses[prefix + 'loss_hfd'] = self.losses['hfd'](pred, feats['hfd'][teacher].detach())
+                    losses[f'distill.loss_hfd_{learner}'] = self.losses['hfd'](
+                        pred, feats['hfd'][teacher].detach())
                 if 'region_bsd' in self.losses:
                     pred = self._connect('region_bsd', learner, feats['region_bsd'][learner])
-                    losses[prefix + 'loss_region_bsd'] = self.losses['region_bsd'](
+                    losses[f'distill.loss_region_bsd_{learner}'] = self.losses['region_bsd'](
                         pred, feats['region_bsd'][teacher].detach(), logits[learner].detach(),
                         logits[teacher].detach(), gt)
                 if 'pixel_bsd' in self.losses:
-                    losses[prefix + 'loss_pixel_bsd'] = self.losses['pixel_bsd'](
+                    losses[f'distill.loss_pixel_bsd_{learner}'] = self.losses['pixel_bsd'](
                         logits[learner], logits[teacher].detach(), gt)
         finally:
             for rec in recorders:
                 rec.stop_recording()
                 rec.reset_data_buffer()
-        if self.check_finite:
-            check_finite_losses(losses)
-        return losses
+        return self.finish_losses(losses)  # distill_loss_scale, check_finite
 
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
@@ -295,7 +327,7 @@ class CollaborativeDistill(BaseModel):
         log_vars = OrderedDict()
         total = 0.
         for name in STUDENTS:
-            mine = OrderedDict((k, v) for k, v in losses.items() if k.startswith(name + '.'))
+            mine = OrderedDict((k, v) for k, v in losses.items() if self.loss_owner(k) == name)
             parsed, logs = self.parse_losses(mine)
             # Targets are detached, so this backward reaches only `name`'s parameters.
             optim_wrapper[name].update_params(parsed)

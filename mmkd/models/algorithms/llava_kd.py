@@ -11,7 +11,6 @@ from mmkd.registry import MODELS
 
 from ..teachers import TeacherPrecision, TeacherSet
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses
 
 RDIST_SOURCES = ('logits', 'image_features')
 
@@ -108,8 +107,7 @@ class LlavaKDDistill(BaseAlgorithm):
                 'LlavaKDDistill: teacher and student must produce the same number of visual tokens '
                 f'per image (teacher {teacher_model.num_image_tokens}, architecture '
                 f'{self.architecture.num_image_tokens}): MDist and RDist compare them token by token')
-        # Persistent, so StopDistillHook's decision survives a resume.
-        self.register_buffer('distillation_stopped', torch.tensor(False))
+        # `distillation_stopped` (StopDistillHook) is BaseAlgorithm's persistent buffer.
 
     @property
     def teacher(self) -> nn.Module:
@@ -125,7 +123,10 @@ class LlavaKDDistill(BaseAlgorithm):
     def loss(self, inputs: dict, data_samples: Optional[List[BaseDataElement]] = None
              ) -> Dict[str, torch.Tensor]:
         from ..task_models.llava import causal_lm_loss
-        distill = not bool(self.distillation_stopped) and (self.mdist is not None or self.rdist is not None)
+        self.refuse_cached_teacher_outputs(
+            data_samples, 'MDist and RDist read the teacher\'s logits at every position of the '
+            'conversation, which no cache of tools/cache_teacher.py stores')
+        distill = self.distill_active and (self.mdist is not None or self.rdist is not None)
         if distill:
             device = inputs['input_ids'].device
             teacher = self.teacher_set.ready('teacher', device)  # FSDP leaves it where it was
@@ -143,6 +144,4 @@ class LlavaKDDistill(BaseAlgorithm):
                 losses['distill.loss_rdist'] = self.rdist(self._rdist_tokens(s), self._rdist_tokens(t))
         else:
             losses = self.touch_distillation_parameters(losses)  # DDP/FSDP: see the method
-        if self.check_finite:
-            check_finite_losses(losses)
-        return losses
+        return self.finish_losses(losses)  # distill_loss_scale, check_finite

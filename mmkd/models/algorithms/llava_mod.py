@@ -14,7 +14,6 @@ from ..losses.preference_losses import sequence_log_probs
 from ..surgery.moe_upcycling import find_decoder_layers, moe_blocks, pop_moe_aux_loss, upcycle_to_moe
 from ..teachers import TeacherPrecision, TeacherSet
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses
 
 STAGES = ('mimic', 'preference')
 _MOE_KEYS = ('num_experts', 'top_k', 'layers', 'aux_loss_coef', 'decoder_layers', 'balance_count',
@@ -45,8 +44,11 @@ class LlavaMoDDistill(BaseAlgorithm):
       under student and teacher feed ``preference_loss``; plus the balance loss.
       Chosen and rejected sequences go through each model as one concatenated batch.
 
-    Logged next to the losses: ``pref_reward_acc`` (fraction of pairs where the
-    student's implicit reward prefers the chosen answer) and ``pref_margin``.
+    Logged as ``distill.loss_mimic`` / ``distill.loss_pref`` (both read the teacher),
+    ``loss_lm`` and ``loss_moe_aux`` (the student's own); ``StopDistillHook`` drops the
+    teacher and the ``distill.*`` terms (it needs ``lm_loss_weight > 0``). Also logged:
+    ``distill.pref_reward_acc`` (fraction of pairs where the
+    student's implicit reward prefers the chosen answer) and ``distill.pref_margin``.
 
     The teacher is held outside the module tree (as in ``SingleTeacherDistill``): not
     in ``parameters()``, the optimizer, DDP/FSDP or any checkpoint; always in eval
@@ -263,23 +265,31 @@ class LlavaMoDDistill(BaseAlgorithm):
              ) -> Dict[str, torch.Tensor]:
         from ..task_models.llava import causal_lm_loss
         student = self.architecture
+        self.refuse_cached_teacher_outputs(
+            data_samples, 'the mimic KL and the preference loss read the teacher\'s logits at '
+            'every position of the conversation, which no cache of tools/cache_teacher.py stores')
+        distill = self.distill_active
+        if not distill and not self.lm_loss_weight:
+            raise self.cannot_stop(f"stage={self.stage!r} with lm_loss_weight=0 has no task loss "
+                                   '(the balance loss alone does not train the model)')
         pop_moe_aux_loss(student)  # drop values left by a checkpointed recompute or an eval pass
         losses: Dict[str, torch.Tensor] = {}
         if self.stage == 'mimic':
-            t = self._teacher_features(inputs)
+            t = self._teacher_features(inputs) if distill else None
             s = student.forward_features(inputs)
-            losses['loss_mimic'] = self.mimic_loss(s['logits'], t['logits'], labels=s['labels'],
-                                                   attention_mask=s['attention_mask'])
+            if distill:
+                losses['distill.loss_mimic'] = self.mimic_loss(
+                    s['logits'], t['logits'], labels=s['labels'], attention_mask=s['attention_mask'])
             if self.lm_loss_weight:
                 losses['loss_lm'] = self.lm_loss_weight * causal_lm_loss(s['logits'], s['labels'])
         else:
-            losses.update(self._preference_losses(inputs))
+            losses.update(self._preference_losses(inputs, distill))
         aux = pop_moe_aux_loss(student)
         if aux is not None and self.moe_cfg is not None and self.moe_cfg['aux_loss_coef'] > 0:
             losses['loss_moe_aux'] = self.moe_cfg['aux_loss_coef'] * aux
-        if self.check_finite:
-            check_finite_losses(losses)
-        return losses
+        if not distill:
+            losses = self.touch_distillation_parameters(losses)  # DDP/FSDP: see the method
+        return self.finish_losses(losses)  # distill_loss_scale, check_finite
 
     @staticmethod
     def _pair_batch(inputs: dict) -> dict:
@@ -295,22 +305,32 @@ class LlavaMoDDistill(BaseAlgorithm):
             batch['pixel_values'] = torch.cat([inputs['pixel_values']] * 2)
         return batch
 
-    def _preference_losses(self, inputs: dict) -> Dict[str, torch.Tensor]:
+    def _preference_losses(self, inputs: dict, distill: bool = True) -> Dict[str, torch.Tensor]:
+        """DPO against the teacher (the reference model: a distillation term, as the
+        paper's "preference distillation"), the chosen answers' CE and reward logs.
+
+        Without ``distill`` (StopDistillHook) only the CE on the chosen answers is left.
+        """
         from ..task_models.llava import causal_lm_loss
         batch = self._pair_batch(inputs)
         n = inputs['chosen_input_ids'].shape[0]
-        t = self._teacher_features(batch)
-        ref = sequence_log_probs(t['logits'], batch['labels'])
+        out = {}
+        if distill:
+            t = self._teacher_features(batch)
+            ref = sequence_log_probs(t['logits'], batch['labels'])
         s = self.architecture.forward_features(batch)
-        pol = sequence_log_probs(s['logits'], batch['labels'])
-        out = {'loss_pref': self.preference_loss(pol[:n], pol[n:], ref[:n], ref[n:])}
+        if distill:
+            pol = sequence_log_probs(s['logits'], batch['labels'])
+            out['distill.loss_pref'] = self.preference_loss(pol[:n], pol[n:], ref[:n], ref[n:])
         if self.lm_loss_weight:
             out['loss_lm'] = self.lm_loss_weight * causal_lm_loss(s['logits'][:n], batch['labels'][:n])
+        if not distill:
+            return out
         with torch.no_grad():
             reward_c = (pol[:n] - ref[:n]).detach()
             reward_r = (pol[n:] - ref[n:]).detach()
-            out['pref_reward_acc'] = (reward_c > reward_r).float().mean()
-            out['pref_margin'] = (reward_c - reward_r).mean()
+            out['distill.pref_reward_acc'] = (reward_c > reward_r).float().mean()
+            out['distill.pref_margin'] = (reward_c - reward_r).mean()
         return out
 
     # introspection ---------------------------------------------------------------------

@@ -10,7 +10,8 @@ from torch import nn
 from mmkd.registry import MODELS
 
 from ..recorders import EarlyExit
-from .single_teacher_distill import SingleTeacherDistill, check_finite_losses
+from .base_algorithm import check_finite_losses
+from .single_teacher_distill import SingleTeacherDistill
 
 _MAE_LAYOUT = ('an mmpretrain MAE model: type=\'MAE\' with backbone MAEViT (patch_embed, '
                'pos_embed, cls_token, layers), neck MAEPretrainDecoder and head MAEPretrainHead')
@@ -237,14 +238,11 @@ class MaskedImageDistill(SingleTeacherDistill):
             inputs = inputs[0]
         if isinstance(teacher_inputs, (list, tuple)):
             teacher_inputs = teacher_inputs[0]
-        if data_samples and any(getattr(s, 'teacher_outputs', None) is not None
-                                for s in data_samples):
-            raise ValueError(
-                'MaskedImageDistill cannot train from cached teacher outputs: the teacher reads '
-                'the image under the random mask drawn at each step, so no stored output fits. '
-                'Remove CachedTeacherDataset from train_dataloader (or set its cache_dir=None).')
+        self.refuse_cached_teacher_outputs(
+            data_samples, 'the teacher reads the image under the random mask drawn at each '
+            'step, so no stored output fits')
         masks = self.draw_mask(inputs)
-        distill = not bool(self.distillation_stopped)
+        distill = self.distill_active
         if distill:
             t_inputs = inputs if teacher_inputs is None else teacher_inputs
             precision = self.teacher_precision

@@ -25,7 +25,6 @@ from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
 from ..teachers import TeacherSet, build_teacher, first_device
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses
 
 _TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')
 _MASKNET_KEYS = ('layer', 'name')
@@ -69,6 +68,15 @@ class MultiTeacherDistill(BaseAlgorithm):
       (gradients pass through their activations only).
     * ``'student'`` (official stage 3): student loss + the combiner's losses on the
       ways' logits (teachers and MaskNets frozen, no grad).
+
+    **Log keys** (mmkd's scheme: ``distill.<term>``, task losses keep their names):
+    'cotrain' logs ``distill.loss_kd_from_<teacher>`` (the student's KL to each
+    teacher) and, with ``cotrain_teachers``, each teacher's task losses as
+    ``<teacher>.<task loss>`` and its KL terms as ``distill.loss_kd_<teacher>_from_<source>``;
+    'masknet' logs ``distill.loss_masknet_<way>``; 'student' logs ``distill.<combiner
+    term>`` (``distill.loss_kd``, ``distill.loss_lb``, ``distill.route.<way>``).
+    ``StopDistillHook`` (``distillation_stopped``) leaves the student's task losses only,
+    with no teacher forward; the 'masknet' stage, which has no task loss, refuses it.
 
     Teachers are frozen (``requires_grad=False``), in eval mode and, unless
     ``cotrain_teachers``, held outside the module tree as in ``SingleTeacherDistill``
@@ -118,9 +126,10 @@ class MultiTeacherDistill(BaseAlgorithm):
         if not isinstance(teachers, dict) or not teachers:
             raise TypeError('teachers must be a non-empty dict: name -> dict(model=..., '
                             f'ckpt=..., input_key=...), got {teachers!r}')
-        if 'student' in teachers:
-            raise KeyError("teachers: 'student' is reserved (it names the student in the "
-                           'logs); rename that teacher')
+        for reserved in ('student', 'distill'):
+            if reserved in teachers:
+                raise KeyError(f"teachers: {reserved!r} is reserved (it names the student or the "
+                               'distillation terms in the logs); rename that teacher')
         self.cotrain_teachers = cotrain_teachers
         self.cotrain_tau = cotrain_tau
         self.masknet_tau = masknet_tau
@@ -327,15 +336,23 @@ class MultiTeacherDistill(BaseAlgorithm):
         if teacher_inputs is None:
             raise ValueError('MultiTeacherDistill.loss needs `teacher_inputs`: run the batch '
                              "through the algorithm's data_preprocessor (train_step does)")
-        if self.stage == 'masknet':
+        self.refuse_cached_teacher_outputs(
+            data_samples, 'each teacher reads its own modality (and, with MaskNets, runs once '
+            'per specialised teacher); tools/cache_teacher.py stores one teacher\'s outputs')
+        if not self.distill_active:
+            if self.stage == 'masknet':
+                raise self.cannot_stop("stage 'masknet' trains the MaskNets on distillation "
+                                       'terms only')
+            # The student on its task alone: no teacher forward (co-trained teachers rest too).
+            losses, _ = self._task_forward(inputs, data_samples)
+            losses = self.touch_distillation_parameters(losses)  # DDP: see the method
+        elif self.stage == 'masknet':
             losses = self._masknet_losses(inputs, data_samples, teacher_inputs)
         elif self.stage == 'cotrain':
             losses = self._cotrain_losses(inputs, data_samples, teacher_inputs)
         else:
             losses = self._student_losses(inputs, data_samples, teacher_inputs)
-        if self.check_finite:
-            check_finite_losses(losses)
-        return losses
+        return self.finish_losses(losses)  # distill_loss_scale, check_finite
 
     def _task_forward(self, inputs, data_samples):
         mode = 'loss' if self.calculate_student_loss else 'tensor'
@@ -361,7 +378,7 @@ class MultiTeacherDistill(BaseAlgorithm):
                 continue
             t_logits = self._way_logits(way, teacher_inputs, data_samples)
             value = tau**2 * kl_per_sample(s_logits, t_logits, tau).mean()
-            losses[f'masknet.loss_{way.name}'] = value
+            losses[f'distill.loss_masknet_{way.name}'] = value
         return losses
 
     def _cotrain_losses(self, inputs, data_samples, teacher_inputs):
@@ -373,7 +390,7 @@ class MultiTeacherDistill(BaseAlgorithm):
             losses, s_logits = self._task_forward(inputs, data_samples)
             for name, logits in t_logits.items():
                 kd = tau**2 * kl_per_sample(logits.detach(), s_logits, tau).mean()
-                losses[f'cotrain.loss_kd_{name}'] = kd
+                losses[f'distill.loss_kd_from_{name}'] = kd
             return losses
         # Official stage 1: all models learn, each from the labels (its own task loss)
         # and from the others.
@@ -386,12 +403,14 @@ class MultiTeacherDistill(BaseAlgorithm):
             t_logits[name] = recorder.get_record_data(0)
             recorder.reset_data_buffer()
             for key, value in task_losses.items():
-                losses[f'cotrain.{name}.{key}'] = value
+                losses[f'{name}.{key}'] = value  # a task loss of the co-trained teacher
         all_logits = OrderedDict(student=s_logits, **t_logits)
         for target, target_logits in all_logits.items():
             for source, source_logits in all_logits.items():
                 if source == target:
                     continue
                 kd = tau**2 * kl_per_sample(source_logits, target_logits, tau).mean()
-                losses[f'cotrain.{target}.loss_kd_from_{source}'] = kd
+                # The student's terms are named as without co-trained teachers.
+                who = '' if target == 'student' else f'{target}_'
+                losses[f'distill.loss_kd_{who}from_{source}'] = kd
         return losses

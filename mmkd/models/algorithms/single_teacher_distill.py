@@ -11,10 +11,10 @@ from mmkd.registry import MODELS
 
 from ..preprocessors.distill_data_preprocessor import DistillDataPreprocessor, build_preprocessor
 from ..recorders import EarlyExit
-from ..teachers import TeacherPrecision, TeacherSet, first_device
+from ..teachers import TeacherCompile, TeacherPrecision, TeacherSet, first_device
 from ..utils.init_from_teacher import check_init_from_teacher
 from ..utils.init_from_teacher import init_student_from_teacher as inherit_from_teacher
-from .base_algorithm import BaseAlgorithm
+from .base_algorithm import BaseAlgorithm, check_finite_losses
 
 _TEACHER_MODES = ('tensor', 'loss', 'predict')
 
@@ -30,24 +30,6 @@ def cached_teacher_outputs(data_samples) -> Optional[Dict[str, torch.Tensor]]:
         raise ValueError('only part of the batch carries cached teacher outputs; wrap the '
                          'whole training set with CachedTeacherDataset')
     return {k: torch.stack([p[k] for p in per_sample]) for k in per_sample[0]}
-
-
-def check_finite_losses(losses: Dict) -> None:
-    """Raise FloatingPointError naming every non-finite loss and the training step."""
-    bad = []
-    for name, value in losses.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
-                bad.append(f'{name}={v.detach().float().mean().item()}')
-    if bad:
-        from mmengine.logging import MessageHub
-        hub = MessageHub.get_current_instance()
-        step = hub.get_info('iter', None) if hub is not None else None
-        raise FloatingPointError(
-            f'non-finite loss at training iteration {step}: {", ".join(bad)}. Training '
-            'stopped before the optimizer step; the last checkpoint on disk is untouched. '
-            'Lower the learning rate or the loss weight, or check the data.')
 
 
 @MODELS.register_module()
@@ -93,6 +75,12 @@ class SingleTeacherDistill(BaseAlgorithm):
             cast back to fp32 before connectors and losses.
         teacher_precision_mode (str): 'autocast' (default; fp32 weights, autocast
             forward) or 'cast' (weights stored in the reduced dtype: half the memory).
+        teacher_compile (bool | dict, optional): run the frozen teacher's forward
+            through ``torch.compile`` (``True`` or a dict of its arguments; default
+            off). Recorders and the early exit keep working; see
+            :mod:`mmkd.models.teachers.compile` and docs/benchmarks.md for when it pays.
+        teacher_channels_last (bool): store the teacher's 4-D weights in
+            ``channels_last`` (default False).
         init_student_from_teacher (list | dict, optional): student modules to
             initialise from the teacher where shapes match, after the student's own
             ``init_weights`` (MGD's / FGD's ``init_student``, ACAM-KD's "inheriting
@@ -119,6 +107,8 @@ class SingleTeacherDistill(BaseAlgorithm):
                  teacher_early_exit: bool = True,
                  teacher_precision: str = 'fp32',
                  teacher_precision_mode: str = 'autocast',
+                 teacher_compile: Optional[Union[bool, dict]] = None,
+                 teacher_channels_last: bool = False,
                  init_student_from_teacher: Optional[Union[dict, list]] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -133,7 +123,9 @@ class SingleTeacherDistill(BaseAlgorithm):
         # Kept to fingerprint the teacher against a cache of its outputs.
         self._teacher_cfg, self._teacher_ckpt = teacher, teacher_ckpt
         self._checked_cache_fingerprint = None
-        self.teacher_set = TeacherSet(self.teacher_precision, owner=type(self).__name__)
+        self.teacher_set = TeacherSet(self.teacher_precision, owner=type(self).__name__,
+                                      compile=TeacherCompile(teacher_compile,
+                                                             teacher_channels_last))
         self.teacher_set.add(
             'teacher', teacher, teacher_ckpt, key='teacher', strict=teacher_ckpt_strict,
             trusted=teacher_ckpt_trusted,
@@ -154,8 +146,7 @@ class SingleTeacherDistill(BaseAlgorithm):
         self.teacher_early_exit = teacher_early_exit
         if teacher_early_exit and hasattr(self.distiller, 'teacher_record_needs'):
             self.distiller.teacher_recorders.set_early_exit(self.distiller.teacher_record_needs())
-        # Persistent, so StopDistillHook's decision survives a resume.
-        self.register_buffer('distillation_stopped', torch.tensor(False))
+        # `distillation_stopped` (StopDistillHook) is BaseAlgorithm's persistent buffer.
         # Checked now (names, form); applied in init_weights.
         check_init_from_teacher(self.architecture, self.teacher, init_student_from_teacher)
         self._init_student_from_teacher = init_student_from_teacher
@@ -252,7 +243,7 @@ class SingleTeacherDistill(BaseAlgorithm):
              inputs: torch.Tensor,
              data_samples: Optional[List[BaseDataElement]] = None,
              teacher_inputs: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        distill = not bool(self.distillation_stopped)
+        distill = self.distill_active
         cached = cached_teacher_outputs(data_samples) if distill else None
         if cached is not None:
             # Targets replayed from tools/cache_teacher.py: no teacher forward at all.
@@ -275,6 +266,7 @@ class SingleTeacherDistill(BaseAlgorithm):
             losses = self.touch_distillation_parameters(losses)  # DDP: see the method
         self.distiller.teacher_recorders.reset()
         self.distiller.student_recorders.reset()
+        # The distiller applies distill_loss_scale itself (its loss_weight_scale).
         if self.check_finite:
             check_finite_losses(losses)
         return losses

@@ -136,14 +136,24 @@ class RegionBSDLoss(nn.Module):
         ignore_index (int): label value without ground truth.
         align_corners (bool): of the bilinear resizes (mmseg heads use False).
         allow_negative_weight (bool): accept ``loss_weight < 0``.
+        selection (str): which regions transfer, for ablations of the reliability
+            rule. ``'reliable'`` (default, the paper's): :math:`m_{nr}` above.
+            ``'all'``: every region with a labelled pixel, in both directions (plain
+            feature mimicry between the students, no reliability rule).
     """
+
+    SELECTIONS = ('reliable', 'all')
 
     def __init__(self, region_size: Union[int, Sequence[int]] = 32, loss_weight: float = 1.0,
                  ignore_index: int = 255, align_corners: bool = False,
-                 allow_negative_weight: bool = False) -> None:
+                 allow_negative_weight: bool = False, selection: str = 'reliable') -> None:
         super().__init__()
         check_loss_args(self, loss_weight=loss_weight, ignore_index=ignore_index,
                         integers=('ignore_index', ), allow_negative_weight=allow_negative_weight)
+        if selection not in self.SELECTIONS:
+            raise ValueError(f'RegionBSDLoss.selection={selection!r} is not valid; choose one '
+                             f'of {self.SELECTIONS}')
+        self.selection = selection
         self.region_size = _pair(region_size, 'RegionBSDLoss.region_size')
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index
@@ -165,8 +175,12 @@ class RegionBSDLoss(nn.Module):
         if target.shape[-2:] != pred.shape[-2:]:
             target = F.interpolate(target, size=pred.shape[-2:], mode='bilinear',
                                    align_corners=self.align_corners)
-        select = region_directions(learner_logits, teacher_logits, gt, self.region_size,
-                                   self.ignore_index, self.align_corners)
+        if self.selection == 'all':
+            _, select = region_seg_losses(learner_logits, gt, self.region_size,
+                                          self.ignore_index, self.align_corners)
+        else:
+            select = region_directions(learner_logits, teacher_logits, gt, self.region_size,
+                                       self.ignore_index, self.align_corners)
         err = (pred - target).pow(2).mean(dim=1, keepdim=True)
         region_err = F.adaptive_avg_pool2d(err, select.shape[-2:])[:, 0]
         return self.loss_weight * (region_err * select).sum() / select.numel()
@@ -174,7 +188,8 @@ class RegionBSDLoss(nn.Module):
 
 @torch.no_grad()
 def pixel_selection(learner_logits: torch.Tensor, teacher_logits: torch.Tensor, gt: torch.Tensor,
-                    ignore_index: int = 255, align_corners: bool = False) -> torch.Tensor:
+                    ignore_index: int = 255, align_corners: bool = False,
+                    rule: str = 'reliable') -> torch.Tensor:
     r"""(N, H, W) bool: labelled pixels where the teacher of the term is reliable.
 
     The teacher's prediction is correct there, and either the learner's is wrong or
@@ -188,16 +203,26 @@ def pixel_selection(learner_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     (smaller is more confident). Two confident students (true-class margins above
     ~17) both have :math:`p_y = 1.0` and :math:`\log p_y = 0` in float32, yet
     different non-target masses.
+
+    ``rule`` selects the ablations of :class:`PixelBSDLoss`: ``'reliable'`` (the
+    above), ``'teacher_correct'`` (every labelled pixel the teacher predicts
+    correctly, whatever the learner does: both directions where both are right) and
+    ``'all'`` (every labelled pixel).
     """
     gt = _labels(gt)
-    z_l = logits_at_labels(learner_logits.detach().float(), gt, align_corners)
-    z_t = logits_at_labels(teacher_logits.detach().float(), gt, align_corners)
     valid = gt != ignore_index
+    if rule == 'all':
+        return valid
+    z_t = logits_at_labels(teacher_logits.detach().float(), gt, align_corners)
+    right_t = z_t.argmax(1) == gt
+    if rule == 'teacher_correct':
+        return valid & right_t
+    z_l = logits_at_labels(learner_logits.detach().float(), gt, align_corners)
     idx = (gt.clamp(min=0) * valid)[:, None]
     log_p_l, log_not_l = _true_class_log_masses(z_l, idx)
     log_p_t, log_not_t = _true_class_log_masses(z_t, idx)
     more_confident = (log_p_t > log_p_l) | ((log_p_t == log_p_l) & (log_not_t < log_not_l))
-    right_l, right_t = z_l.argmax(1) == gt, z_t.argmax(1) == gt
+    right_l = z_l.argmax(1) == gt
     return valid & right_t & (~right_l | more_confident)
 
 
@@ -231,13 +256,25 @@ class PixelBSDLoss(nn.Module):
         ignore_index (int): label value without ground truth.
         align_corners (bool): of the bilinear resize of the logits.
         allow_negative_weight (bool): accept ``loss_weight < 0``.
+        selection (str): which pixels transfer, for ablations of the reliability
+            rule: ``'reliable'`` (default, the paper's :math:`m_i`),
+            ``'teacher_correct'`` (the teacher is right; the learner's correctness and
+            confidence are not compared) or ``'all'`` (every labelled pixel: plain
+            pixel-wise KD in both directions).
     """
 
+    SELECTIONS = ('reliable', 'teacher_correct', 'all')
+
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0, ignore_index: int = 255,
-                 align_corners: bool = False, allow_negative_weight: bool = False) -> None:
+                 align_corners: bool = False, allow_negative_weight: bool = False,
+                 selection: str = 'reliable') -> None:
         super().__init__()
         check_loss_args(self, tau=tau, loss_weight=loss_weight, ignore_index=ignore_index,
                         integers=('ignore_index', ), allow_negative_weight=allow_negative_weight)
+        if selection not in self.SELECTIONS:
+            raise ValueError(f'PixelBSDLoss.selection={selection!r} is not valid; choose one '
+                             f'of {self.SELECTIONS}')
+        self.selection = selection
         self.tau = tau
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index
@@ -251,7 +288,7 @@ class PixelBSDLoss(nn.Module):
                              f'{tuple(teacher_logits.shape)} differ in batch or class count')
         gt = _labels(gt)
         select = pixel_selection(learner_logits, teacher_logits, gt, self.ignore_index,
-                                 self.align_corners)
+                                 self.align_corners, rule=self.selection)
         z_l = logits_at_labels(learner_logits, gt, self.align_corners)
         z_t = logits_at_labels(teacher_logits.detach(), gt, self.align_corners)
         log_p_l = F.log_softmax(z_l / self.tau, dim=1)

@@ -4,7 +4,7 @@ Qin, Wu, Li, Xiao, Zheng, Wang. *Multi-Granularity Distillation Scheme Towards
 Lightweight Semi-Supervised Semantic Segmentation*. ECCV 2022, arXiv:2208.10169;
 official code github.com/JayQine/MGD-SSSS (``exp.*/*/train.py``).
 
-Three granularities, each a loss here, composed by ``SemiSupervisedDistill``:
+Three granularities, each a loss here, composed by ``MultiGranularityDistill``:
 
 * pixel level: :class:`PixelConsistencyLoss` (cross-entropy against hard pseudo
   labels, i.e. a teacher's argmax);

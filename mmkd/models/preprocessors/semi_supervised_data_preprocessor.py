@@ -1,4 +1,4 @@
-"""The data preprocessor of :class:`~mmkd.models.algorithms.SemiSupervisedDistill` (MGD).
+"""The data preprocessor of :class:`~mmkd.models.algorithms.MultiGranularityDistill` (MGD-SSSS).
 
 Qin et al., ECCV 2022, arXiv:2208.10169: a labelled batch and unlabelled batches per step.
 """

@@ -64,11 +64,11 @@ def test_each_term_reaches_only_its_learner(model_cfg):
     losses = model.loss(x, samples)
     terms = [k for k in losses if 'loss' in k]
     assert sorted(terms) == sorted(
-        [f'{s}.{t}' for s in ('cnn', 'vit') for t in
-         ('distill.loss_hfd', 'distill.loss_region_bsd', 'distill.loss_pixel_bsd', 'decode.loss_ce')]
-        + ['cnn.aux.loss_ce'])
+        [f'distill.{t}_{s}' for s in ('cnn', 'vit') for t in
+         ('loss_hfd', 'loss_region_bsd', 'loss_pixel_bsd')]
+        + [f'{s}.decode.loss_ce' for s in ('cnn', 'vit')] + ['cnn.aux.loss_ce'])
     for key in terms:
-        learner = key.split('.')[0]
+        learner = model.loss_owner(key)
         touched = grads_of(model, losses[key])
         assert touched, f'{key} produced no gradient at all'
         # never a parameter of the student that teaches in this term
@@ -96,13 +96,13 @@ def test_only_one_term_on(model_cfg):
     model.train()
     x, samples = batch(seed=3)
     losses = model.loss(x, samples)
-    assert sorted(k for k in losses if 'distill' in k) == ['cnn.distill.loss_pixel_bsd',
-                                                         'vit.distill.loss_pixel_bsd']
+    assert sorted(k for k in losses if 'distill' in k) == ['distill.loss_pixel_bsd_cnn',
+                                                         'distill.loss_pixel_bsd_vit']
     total = sum(v for k, v in losses.items() if 'loss' in k)
     total.backward(retain_graph=True)
     vit_grads = {n: p.grad.clone() for n, p in model.named_parameters() if owner(n) == 'vit'}
     model.zero_grad(set_to_none=True)
-    (losses['vit.decode.loss_ce'] + losses['vit.distill.loss_pixel_bsd']).backward()
+    (losses['vit.decode.loss_ce'] + losses['distill.loss_pixel_bsd_vit']).backward()
     for n, p in model.named_parameters():
         if owner(n) == 'vit':
             assert torch.allclose(p.grad, vit_grads[n], atol=1e-7), n
@@ -128,7 +128,7 @@ def test_train_step_updates_each_student_from_its_own_losses(model_cfg):
     prep = ref.data_preprocessor(copy.deepcopy(data), True)
     torch.manual_seed(11)  # same dropout masks in both runs
     ref_losses = ref.loss(prep['inputs'], prep['data_samples'])
-    sum(v for k, v in ref_losses.items() if k.startswith('vit.') and 'loss' in k).backward()
+    sum(v for k, v in ref_losses.items() if ref.loss_owner(k) == 'vit' and 'loss' in k).backward()
     lr = 0.1
     expected = {n: p.detach() - lr * p.grad for n, p in ref.named_parameters() if owner(n) == 'vit'}
 
@@ -136,7 +136,7 @@ def test_train_step_updates_each_student_from_its_own_losses(model_cfg):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     torch.manual_seed(11)
     log = model.train_step(data, optim)
-    assert {'loss', 'cnn.loss', 'vit.loss', 'vit.distill.loss_pixel_bsd'} <= set(log)
+    assert {'loss', 'cnn.loss', 'vit.loss', 'distill.loss_pixel_bsd_vit'} <= set(log)
     for n, p in model.named_parameters():
         if owner(n) == 'cnn':
             assert torch.equal(p, before[n]), n  # lr 0 for the CNN
@@ -298,10 +298,11 @@ def test_terms_follow_the_learner_teacher_order(model_cfg):
         return abs(float(a) - float(b)) > 1e-2 * max(abs(float(a)), abs(float(b)))
 
     for learner, teacher in (('cnn', 'vit'), ('vit', 'cnn')):
-        key = f'{learner}.distill.'
+        def key(term, learner=learner):
+            return f'distill.{term}_{learner}'
         # HFD: the learner's low-layer feature through ITS connector mimics the teacher's
         want = (hfd[learner] - low[teacher]).pow(2).mean()
-        assert close(losses[key + 'loss_hfd'], want), (learner, float(losses[key + 'loss_hfd']), float(want))
+        assert close(losses[key('loss_hfd')], want), (learner, float(losses[key('loss_hfd')]), float(want))
         assert differs(want, (hfd[teacher] - low[learner]).pow(2).mean())  # reversed direction
         assert differs(want, (_conv1x1(low[learner], conn[teacher]['hfd_connector'])
                               - low[teacher]).pow(2).mean())  # the other student's connector
@@ -309,7 +310,7 @@ def test_terms_follow_the_learner_teacher_order(model_cfg):
         # region-wise BSD: regions where the TEACHER has the lower loss
         want, take = _region_bsd(mapped[learner], high[teacher], logits[learner], logits[teacher], gt)
         assert 0 < take.mean() < 1, take.mean()  # some regions go each way
-        assert close(losses[key + 'loss_region_bsd'], want), (learner, float(losses[key + 'loss_region_bsd']),
+        assert close(losses[key('loss_region_bsd')], want), (learner, float(losses[key('loss_region_bsd')]),
                                                               float(want))
         reversed_, _ = _region_bsd(mapped[learner], high[teacher], logits[teacher], logits[learner], gt)
         assert differs(want, reversed_)
@@ -317,6 +318,6 @@ def test_terms_follow_the_learner_teacher_order(model_cfg):
         # pixel-wise BSD: KL(teacher || learner) where the TEACHER is right (and more sure)
         want, take = _pixel_bsd(logits[learner], logits[teacher], gt)
         assert take.any() and not take.all()
-        assert close(losses[key + 'loss_pixel_bsd'], want), (learner, float(losses[key + 'loss_pixel_bsd']),
+        assert close(losses[key('loss_pixel_bsd')], want), (learner, float(losses[key('loss_pixel_bsd')]),
                                                              float(want))
         assert differs(want, _pixel_bsd(logits[teacher], logits[learner], gt)[0])

@@ -62,8 +62,9 @@ def test_train_step_updates_student_only(stage):
 
     batch = data(algo)
     losses = algo(**batch, mode='loss')
-    expected = {'mimic': {'loss_mimic', 'loss_lm', 'loss_moe_aux'},
-                'preference': {'loss_pref', 'loss_lm', 'loss_moe_aux', 'pref_reward_acc', 'pref_margin'}}
+    expected = {'mimic': {'distill.loss_mimic', 'loss_lm', 'loss_moe_aux'},
+                'preference': {'distill.loss_pref', 'loss_lm', 'loss_moe_aux',
+                               'distill.pref_reward_acc', 'distill.pref_margin'}}
     assert set(losses) == expected[stage]
     total = sum(v for k, v in losses.items() if 'loss' in k)
     total.backward()
@@ -97,7 +98,7 @@ def test_preference_loss_uses_teacher_as_reference():
                 lp[who, seq] = sequence_log_probs(out['logits'], inputs[f'{seq}_labels'])
         h = (lp['s', 'chosen'] - lp['s', 'rejected']) - (lp['t', 'chosen'] - lp['t', 'rejected'])
         expected = -torch.nn.functional.logsigmoid(0.5 * h).mean()
-        got = algo(data(algo)['inputs'], mode='loss')['loss_pref']
+        got = algo(data(algo)['inputs'], mode='loss')['distill.loss_pref']
     assert got.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
 
 
@@ -136,7 +137,8 @@ def test_trainable_patterns_bf16_teacher_and_bad_config():
     assert any('router' in n for n in trainable)
     assert next(algo.teacher.parameters()).dtype == torch.bfloat16
     losses = algo(**data(algo), mode='loss')
-    assert losses['loss_mimic'].dtype == torch.float32 and torch.isfinite(losses['loss_mimic'])
+    assert losses['distill.loss_mimic'].dtype == torch.float32 and torch.isfinite(
+        losses['distill.loss_mimic'])
     with pytest.raises(ValueError, match='stage'):
         build(stage='sft')
     with pytest.warns(UserWarning, match='no teacher_ckpt'):

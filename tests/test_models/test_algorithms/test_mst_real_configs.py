@@ -53,7 +53,7 @@ def test_real_scale_config_runs_every_stage(config):
     assert hook.stages == [('cotrain', 100), ('masknet', 100), ('student', 100)]
     shapes, classes, task = CASES[config]
     model.train()
-    for stage, prefix in (('cotrain', 'cotrain.'), ('masknet', 'masknet.'),
+    for stage, prefix in (('cotrain', 'distill.loss_kd_'), ('masknet', 'distill.loss_masknet_'),
                           ('student', 'distill.')):
         model.set_stage(stage)
         data = model.data_preprocessor(batch(shapes, classes, task), True)

@@ -116,8 +116,9 @@ def test_masknet_stage_trains_masknets_only():
     masknets, student, gate = (snapshot(model.masknets), snapshot(model.architecture),
                                snapshot(model.combiner.gate))
     log = steps(model)
-    assert {k for k in log if k.startswith('masknet.')} == {
-        'masknet.loss_mm@fusion', 'masknet.loss_mm@fc1', 'masknet.loss_audio@fc1'}
+    assert {k for k in log if k.startswith('distill.')} == {
+        'distill.loss_masknet_mm@fusion', 'distill.loss_masknet_mm@fc1',
+        'distill.loss_masknet_audio@fc1'}
     for name, before in teachers.items():
         assert not changed(before, model.teachers[name]), f'teacher {name} changed'
     assert not changed(student, model.architecture)  # incl. BN statistics (eval mode)
@@ -138,7 +139,7 @@ def test_masknet_loss_is_kl_from_student_to_masked_teacher():
     tau = 4.0
     p_s = torch.softmax(s_logits / tau, 1)
     expected = tau**2 * (p_s * (p_s.log() - torch.log_softmax(t_logits / tau, 1))).sum(1).mean()
-    assert torch.allclose(losses['masknet.loss_mm@fc1'], expected, atol=1e-5)
+    assert torch.allclose(losses['distill.loss_masknet_mm@fc1'], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize('stage,broken', [('masknet', ('mm_0', )),
@@ -156,7 +157,7 @@ def test_non_finite_loss_names_the_loss(stage, broken):
         model(**data, mode='loss')
     named = re.findall(r'([\w.@]+)=', str(err.value).split(': ', 1)[1])
     if stage == 'masknet':  # only way 'mm@fusion' is broken
-        assert named == ['masknet.loss_mm@fusion'], str(err.value)
+        assert named == ['distill.loss_masknet_mm@fusion'], str(err.value)
     else:  # every way is broken: the routed KD loss is NaN, the student's CE is not
         assert named == ['distill.loss_kd'], str(err.value)
     assert 'iteration' in str(err.value)
@@ -189,7 +190,7 @@ def test_cotrain_stage_with_frozen_teachers():
     teachers = {n: snapshot(t) for n, t in model.teachers.items()}
     student = snapshot(model.architecture)
     log = steps(model)
-    assert 'cotrain.loss_kd_mm' in log and 'cotrain.loss_kd_audio' in log
+    assert 'distill.loss_kd_from_mm' in log and 'distill.loss_kd_from_audio' in log
     assert changed(student, model.architecture)
     for name, before in teachers.items():
         assert not changed(before, model.teachers[name])
@@ -206,8 +207,8 @@ def test_cotrain_teachers_option_trains_teachers_then_freezes_them():
     model.train()
     assert all(t.training for t in model.teachers.values())
     log = steps(model)
-    for key in ('cotrain.mm.loss_cls', 'cotrain.student.loss_kd_from_mm',
-                'cotrain.mm.loss_kd_from_student', 'cotrain.audio.loss_kd_from_mm'):
+    for key in ('mm.loss_cls', 'distill.loss_kd_from_mm',
+                'distill.loss_kd_mm_from_student', 'distill.loss_kd_audio_from_mm'):
         assert key in log
     for name in before:
         assert changed(before[name], model.teachers[name]), f'teacher {name} did not train'

@@ -18,12 +18,12 @@ SIZE = 32  # input side of the tiny batch (the configs crop 512 / 800 / 1024)
 MGD = {'distill.loss_pixel_unlab_wide', 'distill.loss_pixel_unlab_deep', 'distill.loss_pixel_lab_wide',
        'distill.loss_pixel_lab_deep', 'distill.loss_semantic', 'distill.loss_content'}
 # every real-scale MGD config replaces the student's CE by sup_loss (OHEM on Cityscapes,
-# plain CE with ignore 255 on VOC), logged as sup.loss_seg
-MGD_KEYS = {'loss', 'sup.loss_seg'} | MGD
+# plain CE with ignore 255 on VOC), logged as loss_seg
+MGD_KEYS = {'loss', 'loss_seg'} | MGD
 HFD_KEYS = {'loss', 'cnn.loss', 'vit.loss',
             'cnn.decode.loss_ce', 'cnn.decode.acc_seg', 'cnn.aux.loss_ce', 'cnn.aux.acc_seg',
             'vit.decode.loss_ce', 'vit.decode.acc_seg'} | {
-    f'{s}.distill.loss_{t}' for s in ('cnn', 'vit') for t in ('hfd', 'region_bsd', 'pixel_bsd')}
+    f'distill.loss_{t}_{s}' for s in ('cnn', 'vit') for t in ('hfd', 'region_bsd', 'pixel_bsd')}
 
 # config -> (number of classes, the keys train_step logs)
 CASES = {
@@ -75,7 +75,7 @@ def _no_pretrained(cfg):
 
 def _random_init_model_cfg(cfg):
     model = copy.deepcopy(cfg.model.to_dict())
-    if model['type'] == 'SemiSupervisedDistill':
+    if model['type'] == 'MultiGranularityDistill':
         assert model['wide_teacher_ckpt'] and model['deep_teacher_ckpt']  # set for real runs
         model['wide_teacher_ckpt'] = model['deep_teacher_ckpt'] = None
         # the student's ImageNet backbone (open-mmlab://resnet18_v1c, mmcls://mobilenet_v2)
@@ -120,9 +120,9 @@ def test_real_scale_config_builds_and_trains_one_step(config, monkeypatch):
     cfg = Config.fromfile(osp.join(ROOT, config))
     model_cfg = _random_init_model_cfg(cfg)
     torch.manual_seed(0)
-    # SemiSupervisedDistill says that its teachers keep random weights
+    # MultiGranularityDistill says that its teachers keep random weights
     with (pytest.warns(UserWarning, match='no .*_teacher_ckpt')
-          if model_cfg['type'] == 'SemiSupervisedDistill' else contextlib.nullcontext()):
+          if model_cfg['type'] == 'MultiGranularityDistill' else contextlib.nullcontext()):
         model = MODELS.build(model_cfg)
     model.init_weights()  # as the Runner does: this is where a pretrained URL would load
     algorithm = model.__class__.__name__

@@ -1,4 +1,4 @@
-"""SemiSupervisedDistill (MGD): CutMix pseudo labels, frozen hidden teachers, losses."""
+"""MultiGranularityDistill (MGD): CutMix pseudo labels, frozen hidden teachers, losses."""
 import copy
 
 import pytest
@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from mmkd.models.algorithms import SemiSupervisedDistill
+from mmkd.models.algorithms import MultiGranularityDistill
 from mmkd.models.utils import BoxMaskGenerator, cutmix
 
 SIZE = 32
@@ -38,7 +38,7 @@ def build(**kwargs):
                student_feat_source='decode_head.conv_cat')
     cfg.update(kwargs)
     with pytest.warns(UserWarning, match='no .*_teacher_ckpt'):
-        return SemiSupervisedDistill(**cfg)
+        return MultiGranularityDistill(**cfg)
 
 
 def samples(n=2, seed=0):
@@ -190,7 +190,7 @@ def test_teachers_load_checkpoints_and_predict_is_the_students(tmp_path):
     path = tmp_path / 'wide.pth'
     torch.save({'state_dict': wide.state_dict(), 'meta': {}}, path)
     with pytest.warns(UserWarning, match='deep_teacher_ckpt'):
-        model = SemiSupervisedDistill(architecture=tiny_seg(4), wide_teacher=tiny_seg(8),
+        model = MultiGranularityDistill(architecture=tiny_seg(4), wide_teacher=tiny_seg(8),
                                       deep_teacher=tiny_seg(4), wide_teacher_ckpt=str(path),
                                       student_feat_source='decode_head.conv_cat')
     for k, v in wide.state_dict().items():
@@ -208,7 +208,7 @@ def test_ohem_supervised_loss_and_ablations():
     assert model.student_feat is None and model.wide_feat is None
     model.train()
     losses = model.loss(images(2), samples(), unlabelled_inputs=[images(2, 1), images(2, 2)])
-    assert 'sup.loss_seg' in losses and 'decode.loss_ce' not in losses
+    assert 'loss_seg' in losses and 'decode.loss_ce' not in losses
     assert 'distill.loss_content' not in losses and 'distill.loss_semantic' not in losses
     assert {'distill.loss_pixel_unlab_wide', 'distill.loss_pixel_lab_deep'} <= set(losses)
 
@@ -266,7 +266,7 @@ def test_each_term_uses_the_right_teacher(monkeypatch):
         for net in nets.values():
             net.decode_head.conv_seg.weight.mul_(100.0)
     with pytest.warns(UserWarning, match='no .*_teacher_ckpt'):
-        model = SemiSupervisedDistill(architecture=nets['student'], wide_teacher=nets['wide'],
+        model = MultiGranularityDistill(architecture=nets['student'], wide_teacher=nets['wide'],
                                       deep_teacher=nets['deep'],
                                       student_feat_source='decode_head.conv_cat')
     assert model.teachers['wide'] is nets['wide'] and model.teachers['deep'] is nets['deep']

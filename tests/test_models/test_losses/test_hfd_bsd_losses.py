@@ -233,3 +233,48 @@ def test_pixel_selection_keeps_order_of_confident_students():
     p_l, p_t = softmax([20.0, 0.0, 0.0]), softmax([25.0, 0.0, 0.0])
     got = learner.grad[0, 1:, 0, 0].tolist()
     assert got == pytest.approx([p_l[k] - p_t[k] for k in (1, 2)], rel=1e-3)
+
+
+# Ablations of the reliability rules (issue 17): `selection=` -------------------------
+def test_pixel_selection_rules_golden():
+    gt, learner, teacher = _pixel_case()
+    # teacher_correct: p0, p1, p2 (teacher argmax == y); p3 teacher wrong; p4 ignored
+    assert pixel_selection(learner, teacher, gt, IGN, rule='teacher_correct')[0, 0].tolist() == \
+        [True, True, True, False, False]
+    assert pixel_selection(learner, teacher, gt, IGN, rule='all')[0, 0].tolist() == \
+        [True, True, True, True, False]
+
+
+@pytest.mark.parametrize('selection,pixels', [('teacher_correct', (0, 1, 2)),
+                                              ('all', (0, 1, 2, 3))])
+def test_pixel_bsd_selection_golden_value(selection, pixels):
+    gt, learner, teacher = _pixel_case()
+    total = 0.0
+    for idx in pixels:
+        _, zl, zt = PIX[idx]
+        pl, pt = softmax(zl), softmax(zt)
+        total += sum(pt[k] * (math.log(pt[k]) - math.log(pl[k])) for k in range(3))
+    loss = PixelBSDLoss(loss_weight=0.7, selection=selection)(learner, teacher, gt)
+    assert loss.item() == pytest.approx(0.7 * total / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="selection='some'.*'reliable'"):
+        PixelBSDLoss(selection='some')
+
+
+def test_region_bsd_selection_all_transfers_every_labelled_region():
+    gt, learner_logits, teacher_logits = _region_case()
+    torch.manual_seed(1)
+    pred, target = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+
+    def region_mse(gi, gj):
+        vals = [(pred[0, c, i, j].item() - target[0, c, i, j].item()) ** 2
+                for c in range(3) for i in range(2 * gi, 2 * gi + 2) for j in range(2 * gj, 2 * gj + 2)]
+        return sum(vals) / len(vals)
+    # region (1,1) is all ignored; the other three transfer, in both directions
+    expected = (region_mse(0, 0) + region_mse(0, 1) + region_mse(1, 0)) / 4
+    loss_fn = RegionBSDLoss(region_size=4, selection='all')
+    assert loss_fn(pred, target, learner_logits, teacher_logits, gt).item() == \
+        pytest.approx(expected, rel=1e-6)
+    assert loss_fn(pred, target, teacher_logits, learner_logits, gt).item() == \
+        pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="selection='reliable_only'"):
+        RegionBSDLoss(selection='reliable_only')

@@ -17,7 +17,7 @@ CONFIGS = {
     'MaskedImageDistill': 'configs/dmae/dmae_vit-d8-w128_vit-d4-w64_p4_digits_demo.py',
     'MultiTeacherDistill':
         'configs/mst_distill/mst-distill_mm-audio_resnet18-w8_xmdigits-10pct_demo.py',
-    'SemiSupervisedDistill':
+    'MultiGranularityDistill':
         'configs/mgd_ssss/mgd-ssss_fcn-r18-w32-fcn-r34-w16_fcn-r18-w16_shapes-1of8_demo.py',
     'LlavaKDDistill': 'configs/llava_kd/llava-kd_clip-w128-qwen2-w128-d4_to_w64-d2_shapes-vqa_demo.py',
     'LlavaMoDDistill': 'configs/llava_mod/llava-mod_stage1-d2d-mimic_clip-w128-qwen2-w128-d4_to_'
@@ -84,7 +84,7 @@ def test_structure_only_teachers_predict_the_same(algorithm):
 
     size = tool.DEFAULT_SIZE[tool.task_of(next(iter(tool.student_of(ref).values())))]
     data, _ = tool.make_batch(ref, cfg, config, size, tiny)
-    val = data['labelled'] if algorithm == 'SemiSupervisedDistill' else data
+    val = data['labelled'] if algorithm == 'MultiGranularityDistill' else data
     ref.eval()
     model.eval()
 

@@ -21,7 +21,6 @@ from ..recorders import ModuleOutputs
 from ..teachers import TeacherSet
 from ..utils.cutmix import BoxMaskGenerator, cutmix
 from .base_algorithm import BaseAlgorithm
-from .single_teacher_distill import check_finite_losses
 
 TEACHERS = ('wide', 'deep')
 #: the official Cityscapes ResNet-18 weights (lambda_1 = 0.001, lambda_2 = 100)
@@ -44,7 +43,7 @@ def _build_loss(cfg: Optional[Union[dict, nn.Module]], key: str) -> Optional[nn.
 
 
 @MODELS.register_module()
-class SemiSupervisedDistill(BaseAlgorithm):
+class MultiGranularityDistill(BaseAlgorithm):
     """MGD: a light student learns from labelled and unlabelled images and two teachers.
 
     Two frozen teachers, a **wide** one (official: DeepLabV3+ on a wide ResNet) and
@@ -73,9 +72,12 @@ class SemiSupervisedDistill(BaseAlgorithm):
 
     All logits are bilinearly resized to the input size before the pixel and
     image losses (the official networks output input-size logits). Losses are
-    logged as the student's own (``decode.loss_ce``, ...) plus
+    logged as the student's own (``decode.loss_ce``, ...; ``loss_seg`` with
+    ``sup_loss``) plus
     ``distill.loss_pixel_{unlab,lab}_{wide,deep}``, ``distill.loss_semantic`` and
-    ``distill.loss_content``; a loss set to None is skipped (ablations).
+    ``distill.loss_content``; a loss set to None is skipped (ablations). Once
+    ``StopDistillHook`` sets ``distillation_stopped``, a step is the supervised loss
+    on the labelled batch alone (no CutMix draw, no teacher forward).
 
     Teachers are frozen (``requires_grad=False``), always in eval mode, run under
     ``torch.no_grad()`` and are held outside the module tree (as in
@@ -150,7 +152,7 @@ class SemiSupervisedDistill(BaseAlgorithm):
             key = f'{name}_teacher'
             self.teacher_set.add(
                 name, cfg, ckpt, key=key, strict=teacher_ckpt_strict,
-                missing_ckpt_warning=f'SemiSupervisedDistill: no {key}_ckpt given, the {name} '
+                missing_ckpt_warning=f'MultiGranularityDistill: no {key}_ckpt given, the {name} '
                 'teacher keeps its initial weights (fine for tests, wrong for real training)')
         teachers = self.teacher_set.as_dict()
         self._check_normalisation(teachers)
@@ -291,7 +293,7 @@ class SemiSupervisedDistill(BaseAlgorithm):
             if not data_samples or any('gt_sem_seg' not in s for s in data_samples):
                 raise ValueError('sup_loss needs labelled data samples with gt_sem_seg')
             labels = torch.stack([s.gt_sem_seg.data.squeeze(0) for s in data_samples]).long()
-            losses['sup.loss_seg'] = self.sup_loss(self._resize(logits, labels.shape[-2:]), labels)
+            losses['loss_seg'] = self.sup_loss(self._resize(logits, labels.shape[-2:]), labels)
         return losses, logits
 
     @torch.no_grad()
@@ -320,8 +322,16 @@ class SemiSupervisedDistill(BaseAlgorithm):
              inputs: torch.Tensor,
              data_samples: Optional[List[BaseDataElement]] = None,
              unlabelled_inputs: Optional[Sequence[torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+        self.refuse_cached_teacher_outputs(
+            data_samples, 'the teachers read CutMix images mixed with boxes drawn at each '
+            'step, so no stored output fits')
+        if not self.distill_active:
+            # The student on the labelled batch alone: no CutMix, no teacher forward.
+            losses, _ = self._supervised(inputs, data_samples)
+            losses = self.touch_distillation_parameters(losses)  # DDP: see the method
+            return self.finish_losses(losses)
         if unlabelled_inputs is None or len(unlabelled_inputs) < 2:
-            raise ValueError('SemiSupervisedDistill needs two unlabelled batches per step '
+            raise ValueError('MultiGranularityDistill needs two unlabelled batches per step '
                              '(unlabelled_inputs); build train_dataloader.dataset with '
                              'SemiSupervisedSegDataset(num_unlabelled=2)')
         u0, u1 = unlabelled_inputs[0], unlabelled_inputs[1]
@@ -352,6 +362,4 @@ class SemiSupervisedDistill(BaseAlgorithm):
             for name in TEACHERS:
                 losses[f'distill.loss_pixel_lab_{name}'] = self.loss_pixel(
                     s_lab, t_lab[name].argmax(dim=1))
-        if self.check_finite:
-            check_finite_losses(losses)
-        return losses
+        return self.finish_losses(losses)  # distill_loss_scale, check_finite
