@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint docs clean
+.PHONY: install demo test test-fast lint docs clean bench
 
 install:
 	@bash tools/install/install.sh
@@ -16,6 +16,12 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+# mmkd vs a hand-written loop vs torchdistill (tools/benchmark/peer_speed.py, about 6 min on
+# a 2-core CPU); --no-deps keeps torch/torchvision/numpy as installed.
+bench: install
+	$(PY) -m pip install --no-deps -r requirements/benchmark.txt
+	OMP_NUM_THREADS=1 $(PY) tools/benchmark/peer_speed.py --iters 20 --warmup 3 --batch-size 8 --out docs/benchmarks
 
 lint: install
 	$(PY) -m ruff check mmkd tools tests configs

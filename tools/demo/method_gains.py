@@ -32,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from common import ROOT, install_checkpoint, test_only, train_and_test  # noqa: E402
+from common import ROOT, install_checkpoint, train_and_test  # noqa: E402
 
 DIGITS = dict(metric='accuracy/top1', data='digits',
               teacher='configs/kd/teacher_resnet18-w32_digits_demo.py',

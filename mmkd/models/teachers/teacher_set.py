@@ -12,7 +12,10 @@ Every distillation algorithm holds its frozen teachers in a :class:`TeacherSet`:
   from ``state_dict()`` (every checkpoint). The algorithm forwards ``_apply``
   (``.to()``/``.cuda()``/``.half()``), ``_set_device`` and ``train()`` to it;
 * run in the configured precision (:class:`TeacherPrecision`) under ``no_grad``,
-  following the device of the data (:meth:`TeacherSet.ready`).
+  following the device of the data (:meth:`TeacherSet.ready`);
+* optionally compiled with ``torch.compile`` and stored in ``channels_last``
+  (:class:`~mmkd.models.teachers.compile.TeacherCompile`; off by default): the
+  compiled forwards exist only inside :meth:`TeacherSet.forward_context`.
 
 Teachers that are trained together with the student (MST-Distill's first stage) are
 not frozen teachers and do not live here: the algorithm registers them as ordinary
@@ -41,6 +44,7 @@ from torch import nn
 from mmkd.utils.checkpoint import load_teacher_weights
 from mmkd.utils.model_builder import build_task_model
 
+from .compile import CompilePlan, TeacherCompile
 from .precision import TeacherPrecision
 
 _NOT_LOADED: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
@@ -168,13 +172,20 @@ class TeacherSet:
         precision (TeacherPrecision, optional): the precision every teacher of the set
             runs in (default fp32).
         owner (str): the algorithm's class name, for messages.
+        compile (TeacherCompile, optional): ``torch.compile`` / ``channels_last``
+            setting of every teacher of the set (default: neither).
     """
 
-    def __init__(self, precision: Optional[TeacherPrecision] = None, owner: str = '') -> None:
+    def __init__(self, precision: Optional[TeacherPrecision] = None, owner: str = '',
+                 compile: Optional[TeacherCompile] = None) -> None:
         self.precision = precision or TeacherPrecision()
+        self.compile = compile or TeacherCompile()
         self.owner = owner
         self._models: 'OrderedDict[str, nn.Module]' = OrderedDict()
         self._info: Dict[str, dict] = {}
+        # Compiled forwards per teacher, made at the first forward (the recorders'
+        # hooks exist by then) and dropped when the teachers move or are copied.
+        self._plans: Dict[str, CompilePlan] = {}
 
     # building ---------------------------------------------------------------------------
     def add(self, name: str, cfg, ckpt: Optional[str] = None, **kwargs) -> nn.Module:
@@ -182,8 +193,8 @@ class TeacherSet:
         if name in self._models:
             raise KeyError(f'{self.owner}: two teachers are called {name!r}')
         model, info = build_teacher(cfg, ckpt, **kwargs)
-        self._models[name] = self.precision.prepare(freeze(model)) if info['loaded'] \
-            else freeze(model)
+        self._models[name] = self.compile.prepare(self.precision.prepare(freeze(model))) \
+            if info['loaded'] else freeze(model)
         self._info[name] = info
         return self._models[name]
 
@@ -230,11 +241,26 @@ class TeacherSet:
         return self.precision.follow_device(self._models[name], device)
 
     def forward_context(self, device: torch.device | str):
-        """``no_grad`` and the precision's autocast: the context of every teacher forward."""
+        """``no_grad``, the precision's autocast and, with ``teacher_compile``, the
+        compiled forwards: the context of every teacher forward."""
         stack = contextlib.ExitStack()
         stack.enter_context(torch.no_grad())
         stack.enter_context(self.precision.context(device))
+        if self.compile.enabled:
+            for name, model in self._models.items():
+                if not self._info[name]['loaded']:
+                    continue
+                self._plans[name] = self.compile.plan(model, self._plans.get(name))
+                stack.enter_context(self._plans[name].installed())
+            stack.enter_context(self.compile.limits(
+                sum(len(plan.units) for plan in self._plans.values())))
         return stack
+
+    def compiled_paths(self, name: str) -> list:
+        """Module paths of teacher ``name`` whose forward is compiled (empty before its
+        first forward, or without ``teacher_compile``)."""
+        plan = self._plans.get(name)
+        return plan.paths if plan is not None else []
 
     # what the owning module forwards ------------------------------------------------------
     def apply(self, fn, *args, **kwargs) -> None:
@@ -244,6 +270,8 @@ class TeacherSet:
                 continue  # structure only: nothing to move
             model._apply(fn, *args, **kwargs)
             self.precision.prepare(model)  # `.float()` must not undo 'cast'
+            self.compile.prepare(model)
+        self._plans.clear()  # frozen constants of the old tensors: compile again
 
     def set_device(self, device: torch.device) -> None:
         """The owner's ``_set_device``: teachers' own data preprocessors follow."""
@@ -256,5 +284,13 @@ class TeacherSet:
         for model in self._models.values():
             model.eval()
 
+    def __getstate__(self) -> dict:
+        # A copy (mmengine's EMA, a pickle) recompiles for its own modules: the compiled
+        # forwards are bound to these.
+        state = dict(self.__dict__)
+        state['_plans'] = {}
+        return state
+
     def __repr__(self) -> str:
-        return f'TeacherSet({list(self._models)}, {self.precision!r})'
+        extra = f', {self.compile!r}' if self.compile.enabled or self.compile.channels_last else ''
+        return f'TeacherSet({list(self._models)}, {self.precision!r}{extra})'
