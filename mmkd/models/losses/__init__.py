@@ -48,3 +48,7 @@ __all__ += ['FRSFeatureLoss', 'FRSClsLoss']
 from .llava_kd_losses import MDistLoss, RDistLoss  # noqa: E402
 
 __all__ += ['MDistLoss', 'RDistLoss']
+# issue 20 (MST-Distill's KD terms through the distiller)
+from .per_sample_kl import PerSampleKLDivergence  # noqa: E402
+
+__all__ += ['PerSampleKLDivergence']
