@@ -11,11 +11,17 @@ demo: install
 	$(PY) tools/demo/digits_kd_demo.py
 
 # Runs the whole suite; pytest's exit code 5 ("no tests collected") is a failure here.
+# Two pytest-xdist workers of one thread each (a 2-core machine; MMKD_TEST_WORKERS=0 runs
+# it in one process); each test file stays on one worker except those tests/conftest.py
+# lets spread (their module fixtures would otherwise run twice).
+MMKD_TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -q -p no:cacheprovider \
+	  -n $(MMKD_TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -q -p no:cacheprovider \
+	  -n $(MMKD_TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 # mmkd vs a hand-written loop vs torchdistill (tools/benchmark/peer_speed.py, about 6 min on
 # a 2-core CPU); --no-deps keeps torch/torchvision/numpy as installed.

@@ -635,19 +635,20 @@ def teachers_of(model: nn.Module) -> Dict[str, nn.Module]:
 
 def declared_terms(model: nn.Module) -> List[str]:
     """The distillation log keys the config declares (each must be logged)."""
+    name = type(model).__name__
+    if name == 'MultiTeacherDistill':
+        # its distiller declares the terms of every stage; the stage decides which are
+        # logged (a trailing '*' is a prefix that must be logged)
+        return [{'cotrain': 'distill.loss_kd_*',
+                 'masknet': 'distill.loss_masknet_*'}.get(model.stage, 'distill.*')]
+    if name == 'LlavaKDDistill':  # its distiller's loss_mdist is logged in two parts
+        return ((['distill.loss_mdist_res', 'distill.loss_mdist_vis'] if model.mdist else [])
+                + (['distill.loss_rdist'] if model.rdist else []))
     distiller = getattr(model, 'distiller', None)
     if distiller is not None and hasattr(distiller, 'distill_losses'):
         return [f'distill.{name}' for name in distiller.distill_losses]
-    name = type(model).__name__
-    if name == 'LlavaKDDistill':
-        return ((['distill.loss_mdist_res', 'distill.loss_mdist_vis'] if model.mdist else [])
-                + (['distill.loss_rdist'] if model.rdist else []))
     if name == 'LlavaMoDDistill':
         return ['distill.loss_mimic'] if model.stage == 'mimic' else ['distill.loss_pref']
-    if name == 'MultiTeacherDistill':
-        # the stage decides the terms; a trailing '*' is a prefix that must be logged
-        return [{'cotrain': 'distill.loss_kd_*',
-                 'masknet': 'distill.loss_masknet_*'}.get(model.stage, 'distill.*')]
     if name == 'MultiGranularityDistill':
         out = []
         if model.loss_pixel is not None:

@@ -18,8 +18,9 @@ from torch import nn
 from mmkd.registry import MODELS
 from mmkd.utils.model_builder import build_in_scope, build_task_model
 
+from ..distillers import ConfigurableDistiller, GivenTensors
 from ..recorders import ModuleInputs, ModuleOutputs
-from .base_algorithm import BaseAlgorithm
+from .base_algorithm import BaseAlgorithm, check_finite_losses
 
 STUDENTS = ('cnn', 'vit')
 _TERMS = ('hfd', 'region_bsd', 'pixel_bsd')
@@ -58,6 +59,17 @@ class CollaborativeDistill(BaseAlgorithm):
     * ``pixel_bsd`` (:class:`~mmkd.models.losses.PixelBSDLoss`): KL on the logits at
       the pixels where the teacher of the term is correct (and the learner wrong or
       less confident in the true class).
+
+    **The distiller**: the six terms are losses of a
+    :class:`~mmkd.models.distillers.ConfigurableDistiller` (``self.distiller``), built
+    from ``hfd``/``region_bsd``/``pixel_bsd``, whose models are the students
+    ``'student.cnn'`` and ``'student.vit'``: recorder ``'logits'`` (the classifier's
+    output), ``'<term>'`` (the term's feature after the student's adapter) and
+    ``'<term>_mapped'`` (after the adapter and the student's connector, as learner).
+    ``loss_<term>_<learner>`` reads the learner's ``<term>_mapped`` and the other's
+    ``<term>`` (and logits, and ``gt=dict(from_data='gt_sem_seg')``). Adapters and
+    connectors stay in ``connectors.<student>`` (each student's optimizer owns its
+    own); the algorithm applies them and gives the distiller the results.
 
     A student's parameters (and its connectors/adapters, which live in
     ``connectors.<student>``) thus receive gradients only from its own task loss
@@ -127,25 +139,27 @@ class CollaborativeDistill(BaseAlgorithm):
         unknown = set(logits) - set(STUDENTS)
         if unknown:
             raise KeyError(f'logits: unknown students {sorted(unknown)}; valid: {list(STUDENTS)}')
-        self._logit_recorders = {}
+        # The recorders of each student, as a model 'student.<name>' of the distiller.
+        self._recorders_of: Dict[str, Dict[str, object]] = {s: OrderedDict() for s in STUDENTS}
         for name in STUDENTS:
             rec = ModuleOutputs(logits.get(name, 'decode_head.conv_seg'))
             try:
                 rec.prepare_from_model(self.students[name])
             except ValueError as err:
                 raise ValueError(f'logits.{name}: {err}') from None
-            self._logit_recorders[name] = rec
+            self._recorders_of[name]['logits'] = rec
 
         # Everything learnable that belongs to student s lives in connectors[s].
         self.connectors = nn.ModuleDict({s: nn.ModuleDict() for s in STUDENTS})
         self._feature_recorders: Dict[str, Dict[str, tuple]] = {}
-        self.losses = nn.ModuleDict()
+        self._term_losses: Dict[str, nn.Module] = OrderedDict()
         for term, cfg in (('hfd', hfd), ('region_bsd', region_bsd), ('pixel_bsd', pixel_bsd)):
             if cfg is not None:
                 self._build_term(term, cfg)
-        if not self.losses:
+        if not self._term_losses:
             raise ValueError('CollaborativeDistill: hfd, region_bsd and pixel_bsd are all None; '
                              'enable at least one term (or train the students alone)')
+        self.distiller = self._build_distiller()
 
     # Construction ------------------------------------------------------------------
     def _build_term(self, term: str, cfg: dict) -> None:
@@ -157,7 +171,7 @@ class CollaborativeDistill(BaseAlgorithm):
         if 'loss' not in cfg:
             raise KeyError(f"{term}.loss is required (e.g. dict(type='{self._default_loss(term)}'))")
         loss = cfg['loss']
-        self.losses[term] = loss if isinstance(loss, nn.Module) else MODELS.build(loss)
+        self._term_losses[term] = loss if isinstance(loss, nn.Module) else MODELS.build(loss)
         if term == 'pixel_bsd':
             return
         sources = cfg.get('sources') or {}
@@ -179,6 +193,10 @@ class CollaborativeDistill(BaseAlgorithm):
                 raise ValueError(f'{term}.sources.{name}: {err}') from None
             data_idx = src.get('data_idx', 0 if src.get('inputs', False) else None)
             self._feature_recorders[term][name] = (rec, data_idx)
+            self._recorders_of[name][f'{term}_raw'] = rec
+            self._recorders_of[name][term] = GivenTensors(f'{term} feature of {name}')
+            self._recorders_of[name][f'{term}_mapped'] = GivenTensors(
+                f'{term} feature of {name}, mapped by its connector')
         for kind in ('connectors', 'adapters'):
             part = cfg.get(kind) or {}
             unknown = set(part) - set(STUDENTS)
@@ -190,6 +208,40 @@ class CollaborativeDistill(BaseAlgorithm):
                 module = module_cfg if isinstance(module_cfg, nn.Module) else MODELS.build(module_cfg)
                 key = f'{term}_connector' if kind == 'connectors' else f'{term}_adapter'
                 self.connectors[name][key] = module
+
+    def _build_distiller(self) -> ConfigurableDistiller:
+        """The six terms (three per learner, learner-major) as the distiller's losses."""
+        losses, mappings = OrderedDict(), OrderedDict()
+        gt = dict(from_data='gt_sem_seg')
+        for learner, other in (('cnn', 'vit'), ('vit', 'cnn')):
+            me, them = f'student.{learner}', f'student.{other}'
+
+            def src(model, recorder):
+                return dict(from_model=model, recorder=recorder)
+            for term, loss in self._term_losses.items():
+                name = f'loss_{term}_{learner}'
+                losses[name] = loss  # one module, two directions
+                if term == 'hfd':
+                    mappings[name] = dict(pred=src(me, 'hfd_mapped'), target=src(them, 'hfd'))
+                elif term == 'region_bsd':
+                    mappings[name] = dict(
+                        pred=src(me, 'region_bsd_mapped'), target=src(them, 'region_bsd'),
+                        learner_logits=src(me, 'logits'), teacher_logits=src(them, 'logits'),
+                        gt=gt)
+                else:
+                    mappings[name] = dict(learner_logits=src(me, 'logits'),
+                                          teacher_logits=src(them, 'logits'), gt=gt)
+        try:
+            return ConfigurableDistiller(named_student_recorders=self._recorders_of,
+                                         distill_losses=losses, loss_forward_mappings=mappings)
+        except (KeyError, TypeError) as err:
+            raise type(err)(f'CollaborativeDistill: a term loss does not take the arguments '
+                            f'of its term: {err}') from None
+
+    @property
+    def losses(self) -> Dict[str, nn.Module]:
+        """term ('hfd', 'region_bsd', 'pixel_bsd') -> its loss (one module, both learners)."""
+        return OrderedDict(self._term_losses)
 
     @staticmethod
     def _default_loss(term: str) -> str:
@@ -245,12 +297,6 @@ class CollaborativeDistill(BaseAlgorithm):
             return self.student(inputs, data_samples, mode=mode)
         raise ValueError(f"mode={mode!r} is not valid; choose 'loss', 'predict' or 'tensor'")
 
-    def _recorders(self):
-        recs = list(self._logit_recorders.values())
-        for per_term in self._feature_recorders.values():
-            recs += [rec for rec, _ in per_term.values()]
-        return recs
-
     def _feature(self, term: str, name: str) -> torch.Tensor:
         rec, data_idx = self._feature_recorders[term][name]
         feat = rec.get_record_data(0, data_idx)
@@ -271,16 +317,16 @@ class CollaborativeDistill(BaseAlgorithm):
             data_samples, 'its teachers are the two students, trained online, so no stored '
             'output fits')
         distill = self.distill_active
-        recorders = self._recorders() if distill else []
+        managers = [self.distiller.manager(f'student.{s}') for s in STUDENTS] if distill else []
         losses: Dict[str, torch.Tensor] = OrderedDict()
         try:
-            for rec in recorders:
-                rec.start_recording()
+            for manager in managers:
+                manager.__enter__()
             for name in STUDENTS:
                 task = self.students[name](inputs, data_samples, mode='loss')
                 losses.update({f'{name}.{k}': v for k, v in task.items()})
-            for rec in recorders:
-                rec.stop_recording()
+            for manager in managers:
+                manager.__exit__(None, None, None)
             if not distill:
                 # Each student on its task alone; its connectors keep a zero gradient.
                 for name in STUDENTS:
@@ -288,28 +334,22 @@ class CollaborativeDistill(BaseAlgorithm):
                     params = [p for p in self.connectors[name].parameters() if p.requires_grad]
                     losses.update(self.touch_distillation_parameters(mine, params))
                 return self.finish_losses(losses)
-            gt = torch.stack([s.gt_sem_seg.data for s in data_samples]).to(inputs.device)
-            logits = {s: self._logit_recorders[s].get_record_data(0) for s in STUDENTS}
-            feats = {term: {s: self._feature(term, s) for s in STUDENTS}
-                     for term in self._feature_recorders}
-            for learner, teacher in (('cnn', 'vit'), ('vit', 'cnn')):
-                if 'hfd' in self.losses:
-                    pred = self._connect('hfd', learner, feats['hfd'][learner])
-                    losses[f'distill.loss_hfd_{learner}'] = self.losses['hfd'](
-                        pred, feats['hfd'][teacher].detach())
-                if 'region_bsd' in self.losses:
-                    pred = self._connect('region_bsd', learner, feats['region_bsd'][learner])
-                    losses[f'distill.loss_region_bsd_{learner}'] = self.losses['region_bsd'](
-                        pred, feats['region_bsd'][teacher].detach(), logits[learner].detach(),
-                        logits[teacher].detach(), gt)
-                if 'pixel_bsd' in self.losses:
-                    losses[f'distill.loss_pixel_bsd_{learner}'] = self.losses['pixel_bsd'](
-                        logits[learner], logits[teacher].detach(), gt)
+            # The students' adapted features, and as learners mapped into the other's space.
+            for term in self._feature_recorders:
+                for name in STUDENTS:
+                    feat = self._feature(term, name)
+                    self.distiller.give(f'student.{name}', term, feat)
+                    self.distiller.give(f'student.{name}', f'{term}_mapped',
+                                        self._connect(term, name, feat))
+            # The distiller scales its terms by distill_loss_scale (its loss_weight_scale).
+            losses.update(self.distiller.compute_distill_losses(data_samples))
         finally:
-            for rec in recorders:
-                rec.stop_recording()
-                rec.reset_data_buffer()
-        return self.finish_losses(losses)  # distill_loss_scale, check_finite
+            for manager in managers:
+                manager.__exit__(None, None, None)
+            self.distiller.reset()
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses
 
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:

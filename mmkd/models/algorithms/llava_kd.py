@@ -9,8 +9,9 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
+from ..distillers import ConfigurableDistiller, GivenTensors
 from ..teachers import TeacherPrecision, TeacherSet
-from .base_algorithm import BaseAlgorithm
+from .base_algorithm import BaseAlgorithm, check_finite_losses
 
 RDIST_SOURCES = ('logits', 'image_features')
 
@@ -39,6 +40,14 @@ class LlavaKDDistill(BaseAlgorithm):
        (KL at response / visual positions, its ``loss_weight`` is alpha);
        ``distill.loss_rdist``: :class:`RDistLoss` on the visual tokens'
        self-correlation (its ``loss_weight`` is beta).
+
+    MDist and RDist are the losses ``loss_mdist`` (its two parts are logged as
+    ``loss_mdist_res`` / ``loss_mdist_vis``) and ``loss_rdist`` of a
+    :class:`~mmkd.models.distillers.ConfigurableDistiller` (``self.distiller``): the
+    algorithm gives it the tensors of both ``forward_features`` (``GivenTensors``
+    recorders ``logits``, ``rdist_tokens`` of both models, the student's ``labels`` and
+    ``image_token_mask``). Its ``compute_in_fp32`` is off: the logits of an LLM are
+    large, and MDist/RDist choose their own precision.
 
     The teacher is held outside the module tree (like ``SingleTeacherDistill``): it
     is in no optimizer, no DDP/FSDP bucket and no checkpoint. Which parts of the
@@ -82,8 +91,8 @@ class LlavaKDDistill(BaseAlgorithm):
         if rdist_source not in RDIST_SOURCES:
             raise ValueError(f'LlavaKDDistill.rdist_source={rdist_source!r}; valid: {RDIST_SOURCES}')
         self.rdist_source, self.ce_weight, self.check_finite = rdist_source, ce_weight, check_finite
-        self.mdist = _build_loss(mdist, 'LlavaKDDistill.mdist')
-        self.rdist = _build_loss(rdist, 'LlavaKDDistill.rdist')
+        self.distiller = self._build_distiller(_build_loss(mdist, 'LlavaKDDistill.mdist'),
+                                               _build_loss(rdist, 'LlavaKDDistill.rdist'))
 
         self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
         # A TeacherSet hides the teacher from nn.Module registration (see SingleTeacherDistill).
@@ -108,6 +117,42 @@ class LlavaKDDistill(BaseAlgorithm):
                 f'per image (teacher {teacher_model.num_image_tokens}, architecture '
                 f'{self.architecture.num_image_tokens}): MDist and RDist compare them token by token')
         # `distillation_stopped` (StopDistillHook) is BaseAlgorithm's persistent buffer.
+
+    @staticmethod
+    def _build_distiller(mdist: Optional[nn.Module],
+                         rdist: Optional[nn.Module]) -> ConfigurableDistiller:
+        """MDist and RDist (each optional) as the distiller's losses, on given tensors."""
+        losses, mappings = {}, {}
+        if mdist is not None:
+            losses['loss_mdist'] = mdist
+            mappings['loss_mdist'] = dict(
+                s_logits=dict(from_student=True, recorder='logits'),
+                t_logits=dict(from_student=False, recorder='logits'),
+                labels=dict(from_student=True, recorder='labels'),
+                image_token_mask=dict(from_student=True, recorder='image_token_mask'),
+                return_parts=dict(value=True))  # logged as loss_mdist_res, loss_mdist_vis
+        if rdist is not None:
+            losses['loss_rdist'] = rdist
+            mappings['loss_rdist'] = dict(
+                s_tokens=dict(from_student=True, recorder='rdist_tokens'),
+                t_tokens=dict(from_student=False, recorder='rdist_tokens'))
+        return ConfigurableDistiller(
+            student_recorders={k: GivenTensors(f'student {k}') for k in
+                               ('logits', 'labels', 'image_token_mask', 'rdist_tokens')},
+            teacher_recorders={k: GivenTensors(f'teacher {k}') for k in ('logits', 'rdist_tokens')},
+            distill_losses=losses, loss_forward_mappings=mappings, compute_in_fp32=False)
+
+    @property
+    def mdist(self) -> Optional[nn.Module]:
+        """The MDist loss (None: off)."""
+        return self.distiller.distill_losses['loss_mdist'] \
+            if 'loss_mdist' in self.distiller.distill_losses else None
+
+    @property
+    def rdist(self) -> Optional[nn.Module]:
+        """The RDist loss (None: off)."""
+        return self.distiller.distill_losses['loss_rdist'] \
+            if 'loss_rdist' in self.distiller.distill_losses else None
 
     @property
     def teacher(self) -> nn.Module:
@@ -134,14 +179,22 @@ class LlavaKDDistill(BaseAlgorithm):
                 t = teacher.forward_features(self.teacher_precision.cast_inputs(inputs))
         s = self.architecture.forward_features(inputs)
         losses = {'loss_ce': self.ce_weight * causal_lm_loss(s['logits'], s['labels'])}
-        if distill:
-            if self.mdist is not None:
-                parts = self.mdist(s['logits'], t['logits'], s['labels'], s['image_token_mask'],
-                                   return_parts=True)
-                losses['distill.loss_mdist_res'] = parts['res']
-                losses['distill.loss_mdist_vis'] = parts['vis']
-            if self.rdist is not None:
-                losses['distill.loss_rdist'] = self.rdist(self._rdist_tokens(s), self._rdist_tokens(t))
-        else:
+        if not distill:
             losses = self.touch_distillation_parameters(losses)  # DDP/FSDP: see the method
-        return self.finish_losses(losses)  # distill_loss_scale, check_finite
+            return self.finish_losses(losses)  # distill_loss_scale, check_finite
+        d = self.distiller
+        try:
+            if self.mdist is not None:
+                for key in ('logits', 'labels', 'image_token_mask'):
+                    d.give('student', key, s[key])
+                d.give('teacher', 'logits', t['logits'])
+            if self.rdist is not None:
+                d.give('student', 'rdist_tokens', self._rdist_tokens(s))
+                d.give('teacher', 'rdist_tokens', self._rdist_tokens(t))
+            # the distiller applies distill_loss_scale (its loss_weight_scale)
+            losses.update(d.compute_distill_losses(data_samples))
+        finally:
+            d.reset()
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses

@@ -15,7 +15,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from ..losses.mst_losses import kl_per_sample
+from ..distillers import ConfigurableDistiller, GivenTensors
 from ..preprocessors.multimodal_data_preprocessor import (
     MultiTeacherDataPreprocessor,
     build_mmkd,
@@ -24,7 +24,7 @@ from ..preprocessors.multimodal_data_preprocessor import (
 from ..recorders import ModuleOutputs
 from ..recorders.module_outputs import find_module
 from ..teachers import TeacherSet, build_teacher, first_device
-from .base_algorithm import BaseAlgorithm
+from .base_algorithm import BaseAlgorithm, check_finite_losses
 
 _TEACHER_KEYS = ('model', 'ckpt', 'input_key', 'logits_source', 'masknets')
 _MASKNET_KEYS = ('layer', 'name')
@@ -68,6 +68,15 @@ class MultiTeacherDistill(BaseAlgorithm):
       (gradients pass through their activations only).
     * ``'student'`` (official stage 3): student loss + the combiner's losses on the
       ways' logits (teachers and MaskNets frozen, no grad).
+
+    **The distiller**: the KL terms of 'cotrain' and 'masknet' are losses of a
+    :class:`~mmkd.models.distillers.ConfigurableDistiller` (``self.distiller``) that
+    the algorithm builds from the teachers and ways: one
+    :class:`~mmkd.models.losses.PerSampleKLDivergence` per term, reading the models
+    ``'student'`` and ``'teacher.<name>'`` (recorder ``'logits'``; a masked way's
+    logits are recorder ``'<way>'`` of its teacher). The algorithm runs the forwards
+    (modalities, masks, stages) and gives the distiller the logits; the combiner of
+    the 'student' stage stays a registered component the algorithm calls.
 
     **Log keys** (mmkd's scheme: ``distill.<term>``, task losses keep their names):
     'cotrain' logs ``distill.loss_kd_from_<teacher>`` (the student's KL to each
@@ -130,6 +139,14 @@ class MultiTeacherDistill(BaseAlgorithm):
             if reserved in teachers:
                 raise KeyError(f"teachers: {reserved!r} is reserved (it names the student or the "
                                'distillation terms in the logs); rename that teacher')
+        for name in teachers:
+            if not isinstance(name, str) or not name or '.' in name or '/' in name:
+                raise KeyError(f"teachers: {name!r} is not a valid teacher name (a non-empty "
+                               "string without '.' or '/': it is a model name of the distiller)")
+        for key, tau in (('cotrain_tau', cotrain_tau), ('masknet_tau', masknet_tau)):
+            if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0 \
+                    or tau == float('inf'):
+                raise ValueError(f'{key}={tau!r}: a temperature must be a finite number > 0')
         self.cotrain_teachers = cotrain_teachers
         self.cotrain_tau = cotrain_tau
         self.masknet_tau = masknet_tau
@@ -166,6 +183,12 @@ class MultiTeacherDistill(BaseAlgorithm):
         if len(set(names)) != len(names):
             raise ValueError(f'teachers: two ways share a name in {names}; give masknets '
                              "entries distinct 'name's")
+        for way in self.ways:
+            if way.masknet is not None and way.name == 'logits':
+                raise ValueError(f"teachers.{way.teacher}.masknets: the way name 'logits' is "
+                                 "taken (the distiller's recorder of the plain teacher); give "
+                                 'that entry another name')
+        self.distiller = self._build_distiller(list(models))
 
         if not isinstance(combiner, nn.Module):
             if not isinstance(combiner, dict) or 'type' not in combiner:
@@ -250,6 +273,73 @@ class MultiTeacherDistill(BaseAlgorithm):
             self.masknets[key] = masknet
             self._hook_handles.append(module.register_forward_hook(self._mask_hook(key, where)))
             self.ways.append(Way(way_name, name, key))
+
+    def _build_distiller(self, teacher_names: List[str]) -> ConfigurableDistiller:
+        """The KL terms of 'cotrain' and 'masknet' as losses of one distiller.
+
+        Losses are declared stage by stage in the order they are logged; each stage
+        computes its own (:attr:`_stage_terms`: distiller loss name -> logged term). A
+        way's default name holds the layer path, whose '.' a loss name (a ModuleDict
+        key) cannot hold: those losses are declared with '.' as '__' and logged under
+        the way's name.
+        """
+        recorders = {t: dict(logits=GivenTensors(f'teachers.{t} logits')) for t in teacher_names}
+        for way in self.ways:
+            if way.masknet is not None:
+                recorders[way.teacher][way.name] = GivenTensors(f'way {way.name} logits')
+        losses, mappings = OrderedDict(), OrderedDict()
+
+        def term(name, tau, fitted, target, detach_target=True):
+            key = name.replace('.', '__')
+            if key in losses:
+                raise ValueError(f'teachers: two distillation terms are both declared as {key!r} '
+                                 "(teacher or way names that differ only in '.' and '__'); "
+                                 'rename one')
+            losses[key] = dict(type='PerSampleKLDivergence', tau=tau,
+                               detach_target=detach_target)
+            mappings[key] = dict(preds_S=dict(from_model=fitted[0], recorder=fitted[1]),
+                                 preds_T=dict(from_model=target[0], recorder=target[1]))
+            return key, name
+
+        cotrain = [term(f'loss_kd_from_{t}', self.cotrain_tau, ('student', 'logits'),
+                        (f'teacher.{t}', 'logits'), detach_target=not self.cotrain_teachers)
+                   for t in teacher_names]
+        if self.cotrain_teachers:
+            # Official stage 1: every model m learns sum_{n != m} tau^2 KL(p_n || p_m),
+            # nothing detached; the student's terms are named as without co-training.
+            models = ['student'] + [f'teacher.{t}' for t in teacher_names]
+            cotrain = []
+            for target in models:
+                for source in models:
+                    if source == target:
+                        continue
+                    who = '' if target == 'student' else f"{target.split('.', 1)[1]}_"
+                    src = source.split('.', 1)[-1]
+                    name = f'loss_kd_{who}from_{src}'
+                    if target == 'student':
+                        cotrain.append((name, name))  # declared above, detach_target=False
+                        continue
+                    cotrain.append(term(name, self.cotrain_tau, (target, 'logits'),
+                                        (source, 'logits'), detach_target=False))
+        masknet = [term(f'loss_masknet_{w.name}', self.masknet_tau,
+                        (f'teacher.{w.teacher}', w.name), ('student', 'logits'))
+                   for w in self.ways if w.masknet is not None]
+        self._stage_terms = dict(cotrain=OrderedDict(cotrain), masknet=OrderedDict(masknet))
+        return ConfigurableDistiller(
+            student_recorders=dict(logits=GivenTensors('student_logits')),
+            named_teacher_recorders=recorders, distill_losses=losses,
+            loss_forward_mappings=mappings)
+
+    def _distill(self, stage: str, logits: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The distiller's terms of ``stage`` from ``logits``: (model, recorder) -> tensor."""
+        try:
+            for (model, recorder), value in logits.items():
+                self.distiller.give(model, recorder, value)
+            terms = self._stage_terms[stage]
+            values = self.distiller.compute_distill_losses(names=list(terms))
+            return OrderedDict((f'distill.{terms[key]}', values[f'distill.{key}']) for key in terms)
+        finally:
+            self.distiller.reset()
 
     def _mask_hook(self, key: str, where: str):
         def hook(module, args, output):
@@ -352,7 +442,11 @@ class MultiTeacherDistill(BaseAlgorithm):
             losses = self._cotrain_losses(inputs, data_samples, teacher_inputs)
         else:
             losses = self._student_losses(inputs, data_samples, teacher_inputs)
-        return self.finish_losses(losses)  # distill_loss_scale, check_finite
+        # distill_loss_scale: the distiller scales its terms (its loss_weight_scale),
+        # _student_losses the combiner's; the NaN check here.
+        if self.check_finite:
+            check_finite_losses(losses)
+        return losses
 
     def _task_forward(self, inputs, data_samples):
         mode = 'loss' if self.calculate_student_loss else 'tensor'
@@ -364,33 +458,29 @@ class MultiTeacherDistill(BaseAlgorithm):
             stacked = torch.stack(
                 [self._way_logits(w, teacher_inputs, data_samples) for w in self.ways], dim=1)
         losses, s_logits = self._task_forward(inputs, data_samples)
-        for key, value in self.combiner(s_logits, stacked).items():
-            losses[f'distill.{key}'] = value
+        terms = {f'distill.{key}': value for key, value in self.combiner(s_logits, stacked).items()}
+        losses.update(self.scale_distill_losses(terms))
         return losses
 
     def _masknet_losses(self, inputs, data_samples, teacher_inputs):
         with torch.no_grad():
             _, s_logits = self._student_forward(inputs, data_samples, 'tensor')
-        losses = {}
-        tau = self.masknet_tau
+        logits = {('student', 'logits'): s_logits}
         for way in self.ways:
-            if way.masknet is None:
-                continue
-            t_logits = self._way_logits(way, teacher_inputs, data_samples)
-            value = tau**2 * kl_per_sample(s_logits, t_logits, tau).mean()
-            losses[f'distill.loss_masknet_{way.name}'] = value
-        return losses
+            if way.masknet is not None:
+                logits[(f'teacher.{way.teacher}', way.name)] = self._way_logits(
+                    way, teacher_inputs, data_samples)
+        return self._distill('masknet', logits)
 
     def _cotrain_losses(self, inputs, data_samples, teacher_inputs):
-        tau = self.cotrain_tau
         if not self.cotrain_teachers:
             with torch.no_grad():
                 t_logits = {n: self._teacher_logits(n, teacher_inputs[n], data_samples)
                             for n in self.teachers}
             losses, s_logits = self._task_forward(inputs, data_samples)
-            for name, logits in t_logits.items():
-                kd = tau**2 * kl_per_sample(logits.detach(), s_logits, tau).mean()
-                losses[f'distill.loss_kd_from_{name}'] = kd
+            logits = {('student', 'logits'): s_logits}
+            logits.update({(f'teacher.{n}', 'logits'): v for n, v in t_logits.items()})
+            losses.update(self._distill('cotrain', logits))
             return losses
         # Official stage 1: all models learn, each from the labels (its own task loss)
         # and from the others.
@@ -404,13 +494,7 @@ class MultiTeacherDistill(BaseAlgorithm):
             recorder.reset_data_buffer()
             for key, value in task_losses.items():
                 losses[f'{name}.{key}'] = value  # a task loss of the co-trained teacher
-        all_logits = OrderedDict(student=s_logits, **t_logits)
-        for target, target_logits in all_logits.items():
-            for source, source_logits in all_logits.items():
-                if source == target:
-                    continue
-                kd = tau**2 * kl_per_sample(source_logits, target_logits, tau).mean()
-                # The student's terms are named as without co-trained teachers.
-                who = '' if target == 'student' else f'{target}_'
-                losses[f'distill.loss_kd_{who}from_{source}'] = kd
+        logits = {('student', 'logits'): s_logits}
+        logits.update({(f'teacher.{n}', 'logits'): v for n, v in t_logits.items()})
+        losses.update(self._distill('cotrain', logits))
         return losses

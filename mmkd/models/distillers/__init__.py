@@ -1,3 +1,3 @@
-from .configurable_distiller import ConfigurableDistiller
+from .configurable_distiller import ConfigurableDistiller, GivenTensors
 
-__all__ = ['ConfigurableDistiller']
+__all__ = ['ConfigurableDistiller', 'GivenTensors']

@@ -10,9 +10,30 @@ from torch import nn
 
 from mmkd.registry import MODELS
 
-from ..recorders import RecorderManager
+from ..recorders import BaseRecorder, RecorderManager
 
-_MAPPING_KEYS = {'from_student', 'recorder', 'record_idx', 'data_idx', 'connector', 'from_data'}
+_MAPPING_KEYS = {'from_student', 'from_model', 'recorder', 'record_idx', 'data_idx', 'connector',
+                 'from_data', 'value'}
+#: The two sides a named model belongs to: ``'teacher.<name>'``, ``'student.<name>'``.
+_SIDES = ('student', 'teacher')
+
+
+class GivenTensors(BaseRecorder):
+    """A recorder the algorithm fills itself, with :meth:`ConfigurableDistiller.give`.
+
+    For tensors no hook can capture: a forward's return value, or one teacher run
+    several times (MST-Distill's masked teachers). Each :meth:`give` is one call
+    (``record_idx``), as if the source had run; the distiller's ``reset`` empties it.
+    """
+
+    def __init__(self, source: str = 'given by the algorithm') -> None:
+        super().__init__(source)
+
+    def give(self, value: Any) -> None:
+        self.data_buffer.append(value)
+
+
+MODELS.register_module('GivenTensors', module=GivenTensors)
 
 
 def _data_field(data_samples: Optional[List[Any]], field: str, where: str) -> torch.Tensor:
@@ -45,14 +66,50 @@ def _autocast_off():
         yield
 
 
+def source_model(source: Dict) -> Optional[str]:
+    """The model a mapping source reads: 'student', 'teacher', 'teacher.<name>', ...
+
+    ``from_student=True/False`` is ``'student'``/``'teacher'``; None for ``from_data``
+    and ``value``.
+    """
+    if 'from_data' in source or 'value' in source:
+        return None
+    if 'from_model' in source:
+        return source['from_model']
+    return 'student' if source.get('from_student', True) else 'teacher'
+
+
 def teacher_source_key(source: Dict) -> str:
+    """``'recorder:record_idx:data_idx'`` (the one teacher), or with a named teacher's
+    ``'teacher.<name>/'`` in front."""
     data_idx = source.get('data_idx')
-    return f"{source['recorder']}:{source.get('record_idx', 0)}:{'' if data_idx is None else data_idx}"
+    model = source_model(source)
+    prefix = '' if model in (None, 'teacher') else f'{model}/'
+    return (f"{prefix}{source['recorder']}:{source.get('record_idx', 0)}:"
+            f"{'' if data_idx is None else data_idx}")
 
 
 def parse_teacher_source_key(key: str):
+    """``(recorder, record_idx, data_idx)`` of a :func:`teacher_source_key` (the recorder
+    keeps a named teacher's ``'teacher.<name>/'`` prefix)."""
     name, record_idx, data_idx = key.rsplit(':', 2)
     return name, int(record_idx), (int(data_idx) if data_idx != '' else None)
+
+
+def _recorders_key(model: str) -> str:
+    """The config key declaring ``model``'s recorders."""
+    if '.' not in model:
+        return f'{model}_recorders'
+    side, name = model.split('.', 1)
+    return f'named_{side}_recorders.{name}'
+
+
+def _split_model(name: str):
+    """``'teacher.mm/logits'`` -> ``('teacher.mm', 'logits')``; ``'fpn'`` -> ``('teacher', 'fpn')``."""
+    if '/' in name:
+        model, recorder = name.split('/', 1)
+        return model, recorder
+    return 'teacher', name
 
 
 @MODELS.register_module()
@@ -68,11 +125,21 @@ class ConfigurableDistiller(nn.Module):
             ``distill.<name>``; it should contain 'loss' so mmengine sums it.
         loss_forward_mappings (dict): loss name -> {forward argument -> source}. A
             source is ``dict(from_student=bool, recorder=str, record_idx=0,
-            data_idx=None, connector=None)`` or ``dict(from_data='gt_label')`` (a
-            field of the batch's data samples, e.g. labels for DKD).
+            data_idx=None, connector=None)``, the same with
+            ``from_model='teacher.<name>'`` / ``'student.<name>'`` (a named model;
+            ``'teacher'`` / ``'student'`` are the unnamed ones, i.e.
+            ``from_student=False`` / ``True``) instead of ``from_student``, or
+            ``dict(from_data='gt_label')`` (a field of the batch's data samples,
+            e.g. labels for DKD), or ``dict(value=...)`` (a constant argument, e.g.
+            ``return_parts=dict(value=True)``). A loss that returns a dict of parts
+            is logged as ``distill.<name>_<part>``, one key per part.
         compute_in_fp32 (bool): cast every recorded floating tensor to fp32 and run
             connectors and losses with autocast off (default True), so a bf16/fp16
             teacher or a student under ``--amp`` does not make the losses approximate.
+        named_teacher_recorders (dict): teacher name -> {recorder name -> recorder
+            config}: the recorders of ``'teacher.<name>'`` (several teachers).
+        named_student_recorders (dict): student name -> {recorder name -> recorder
+            config}: the recorders of ``'student.<name>'`` (several students).
 
     Every name is validated when the algorithm is built: undeclared recorders or
     connectors, loss arguments the loss does not take and missing required ones
@@ -85,11 +152,34 @@ class ConfigurableDistiller(nn.Module):
                  connectors: Optional[Dict] = None,
                  distill_losses: Optional[Dict] = None,
                  loss_forward_mappings: Optional[Dict] = None,
-                 compute_in_fp32: bool = True) -> None:
+                 compute_in_fp32: bool = True,
+                 named_teacher_recorders: Optional[Dict[str, Dict]] = None,
+                 named_student_recorders: Optional[Dict[str, Dict]] = None) -> None:
         super().__init__()
         self.compute_in_fp32 = compute_in_fp32
         self.student_recorders = RecorderManager(student_recorders, side='student')
         self.teacher_recorders = RecorderManager(teacher_recorders, side='teacher')
+        # 'student', 'teacher', then 'teacher.<name>' / 'student.<name>' in config order.
+        self.recorder_managers: Dict[str, RecorderManager] = {
+            'student': self.student_recorders, 'teacher': self.teacher_recorders}
+        for side, named in (('teacher', named_teacher_recorders),
+                            ('student', named_student_recorders)):
+            key = f'named_{side}_recorders'
+            if named is None:
+                continue
+            if not isinstance(named, dict):
+                raise TypeError(f'{key} must be a dict: {side} name -> dict(recorder name -> '
+                                f'recorder config), got {named!r}')
+            for name, recorders in named.items():
+                if not isinstance(name, str) or not name or '.' in name or '/' in name:
+                    raise KeyError(f'{key}: {name!r} is not a valid {side} name (a non-empty '
+                                   "string without '.' or '/')")
+                if recorders is not None and not isinstance(recorders, dict):
+                    raise TypeError(f'{key}.{name} must be a dict: recorder name -> recorder '
+                                    f'config, got {recorders!r}')
+                # side: RecorderManager's errors say '<side>_recorders.<recorder>'
+                self.recorder_managers[f'{side}.{name}'] = RecorderManager(
+                    recorders, side=f'{side}.{name}')
         self.connectors = nn.ModuleDict()
         for name, cfg in (connectors or {}).items():
             self.connectors[name] = self._build('connectors', name, cfg)
@@ -153,15 +243,22 @@ class ConfigurableDistiller(nn.Module):
                 if unknown:
                     raise KeyError(f'{where}: unknown keys {sorted(unknown)}; valid: '
                                    f'{sorted(_MAPPING_KEYS)}')
-                if 'from_data' in source:
+                if 'value' in source and len(source) != 1:
+                    raise KeyError(f"{where}: 'value' (a constant) stands alone, got the keys "
+                                   f'{sorted(source)}')
+                if 'from_data' in source or 'value' in source:
                     continue
-                if 'from_student' not in source or 'recorder' not in source:
-                    raise KeyError(f"{where} needs 'from_student' and 'recorder' "
-                                   "(or 'from_data')")
-                manager = self.student_recorders if source['from_student'] else self.teacher_recorders
+                if 'from_student' in source and 'from_model' in source:
+                    raise KeyError(f"{where}: give 'from_student' or 'from_model', not both")
+                if ('from_student' not in source and 'from_model' not in source) \
+                        or 'recorder' not in source:
+                    raise KeyError(f"{where} needs 'from_student' (or 'from_model') and "
+                                   "'recorder' (or 'from_data')")
+                manager = self.manager(source_model(source), f'{where}.from_model')
                 if source['recorder'] not in manager.recorders:
                     raise KeyError(f"{where}.recorder={source['recorder']!r} is not declared in "
-                                   f'{manager.side}_recorders; declared: {sorted(manager.recorders)}')
+                                   f'{_recorders_key(source_model(source))}; declared: '
+                                   f'{sorted(manager.recorders)}')
                 connector = source.get('connector')
                 if connector is not None and connector not in self.connectors:
                     raise KeyError(f'{where}.connector={connector!r} is not declared in '
@@ -171,12 +268,40 @@ class ConfigurableDistiller(nn.Module):
                 raise KeyError(f'loss_forward_mappings.{loss_name} lacks required '
                                f'argument(s) {missing} of {type(loss).__name__}.forward')
 
-    def teacher_record_needs(self) -> Dict[str, Optional[int]]:
-        """Teacher recorder name -> calls the losses read (None: a call from the end)."""
+    @property
+    def models(self) -> List[str]:
+        """The model names a mapping may read (``from_model``)."""
+        return list(self.recorder_managers)
+
+    def manager(self, model: str, where: str = 'from_model') -> RecorderManager:
+        """The recorders of ``model`` ('student', 'teacher', 'teacher.<name>', ...)."""
+        if model not in self.recorder_managers:
+            raise KeyError(f'{where}={model!r} is not a model of this distiller; valid: '
+                           f'{self.models} (name more with named_teacher_recorders / '
+                           'named_student_recorders)')
+        return self.recorder_managers[model]
+
+    def give(self, model: str, recorder: str, value: Any) -> None:
+        """Hand ``value`` to the ``GivenTensors`` recorder ``recorder`` of ``model``."""
+        rec = self.manager(model, 'give').get_recorder(recorder)
+        if not isinstance(rec, GivenTensors):
+            raise TypeError(f'give({model!r}, {recorder!r}): that recorder is a '
+                            f'{type(rec).__name__}, which records by itself; only '
+                            'GivenTensors recorders are given values')
+        rec.give(value)
+
+    def reset(self) -> None:
+        """Empty every recorder of every model."""
+        for manager in self.recorder_managers.values():
+            manager.reset()
+
+    def teacher_record_needs(self, model: str = 'teacher') -> Dict[str, Optional[int]]:
+        """Recorder name of ``model`` (default the one teacher) -> calls the losses read
+        (None: a call from the end)."""
         needs: Dict[str, Optional[int]] = {}
         for mapping in self.loss_forward_mappings.values():
             for source in mapping.values():
-                if 'from_data' in source or source.get('from_student', True):
+                if source_model(source) != model:
                     continue
                 idx = source.get('record_idx', 0)
                 name = source['recorder']
@@ -195,7 +320,8 @@ class ConfigurableDistiller(nn.Module):
         keys = []
         for mapping in self.loss_forward_mappings.values():
             for source in mapping.values():
-                if 'from_data' in source or source.get('from_student', True):
+                model = source_model(source)
+                if model is None or not (model == 'teacher' or model.startswith('teacher.')):
                     continue
                 key = teacher_source_key(source)
                 if key not in keys:
@@ -207,7 +333,8 @@ class ConfigurableDistiller(nn.Module):
         out = {}
         for key in self.teacher_sources():
             name, record_idx, data_idx = parse_teacher_source_key(key)
-            recorder = self.teacher_recorders.get_recorder(name)
+            model, name = _split_model(name)
+            recorder = self.manager(model).get_recorder(name)
             out[key] = recorder.get_record_data(record_idx, data_idx)
         return out
 
@@ -218,10 +345,13 @@ class ConfigurableDistiller(nn.Module):
         if missing:
             raise KeyError(f'the teacher cache lacks {missing}; it holds {sorted(values)}. '
                            'Rebuild it with tools/cache_teacher.py for this config.')
-        self.teacher_recorders.reset()
+        for model, manager in self.recorder_managers.items():
+            if model == 'teacher' or model.startswith('teacher.'):
+                manager.reset()
         for key in expected:
             name, record_idx, data_idx = parse_teacher_source_key(key)
-            buffer = self.teacher_recorders.get_recorder(name).data_buffer
+            model, name = _split_model(name)
+            buffer = self.manager(model).get_recorder(name).data_buffer
             while len(buffer) <= record_idx:
                 buffer.append(None)
             if data_idx is None:
@@ -234,19 +364,24 @@ class ConfigurableDistiller(nn.Module):
                 slot[data_idx] = values[key]
                 buffer[record_idx] = slot
 
-    def prepare_from_student(self, student: nn.Module) -> None:
-        self.student_recorders.prepare_from_model(student)
+    def prepare_from_student(self, student: nn.Module, name: Optional[str] = None) -> None:
+        """Prepare the student's recorders (``name``: those of ``'student.<name>'``)."""
+        self.manager('student' if name is None else f'student.{name}',
+                     'prepare_from_student').prepare_from_model(student)
 
-    def prepare_from_teacher(self, teacher: nn.Module) -> None:
-        self.teacher_recorders.prepare_from_model(teacher)
+    def prepare_from_teacher(self, teacher: nn.Module, name: Optional[str] = None) -> None:
+        """Prepare the teacher's recorders (``name``: those of ``'teacher.<name>'``)."""
+        self.manager('teacher' if name is None else f'teacher.{name}',
+                     'prepare_from_teacher').prepare_from_model(teacher)
 
     # Computing --------------------------------------------------------------------
     def get_record(self, source: Dict, data_samples: Optional[List[Any]] = None,
                    where: str = '') -> Any:
         if 'from_data' in source:
             return _data_field(data_samples, source['from_data'], where)
-        manager = self.student_recorders if source['from_student'] else self.teacher_recorders
-        recorder = manager.get_recorder(source['recorder'])
+        if 'value' in source:
+            return source['value']
+        recorder = self.manager(source_model(source), where).get_recorder(source['recorder'])
         try:
             value = recorder.get_record_data(source.get('record_idx', 0), source.get('data_idx'))
         except (IndexError, TypeError, RuntimeError) as err:
@@ -279,21 +414,37 @@ class ConfigurableDistiller(nn.Module):
                     f'{t_shape[1] if len(t_shape) > 1 else "?"}) under `connectors` and '
                     f'name it in loss_forward_mappings.{loss_name}.{s_arg}.connector')
 
-    def compute_distill_losses(self, data_samples: Optional[List[Any]] = None) -> Dict[str, torch.Tensor]:
-        """Return ``{'distill.<loss name>': value}`` from the tensors recorded this step."""
-        with _autocast_off() if self.compute_in_fp32 else contextlib.nullcontext():
-            return self._compute_distill_losses(data_samples)
+    def compute_distill_losses(self, data_samples: Optional[List[Any]] = None,
+                               names: Optional[List[str]] = None) -> Dict[str, torch.Tensor]:
+        """Return ``{'distill.<loss name>': value}`` from the tensors recorded this step.
 
-    def _compute_distill_losses(self, data_samples: Optional[List[Any]]) -> Dict[str, torch.Tensor]:
+        Args:
+            data_samples: the batch's data samples (for ``from_data`` sources).
+            names: compute only these losses, in this order (an algorithm whose stages
+                use different terms); default all, in ``distill_losses`` order.
+        """
+        if names is not None:
+            unknown = [n for n in names if n not in self.distill_losses]
+            if unknown:
+                raise KeyError(f'compute_distill_losses: no losses {unknown}; declared: '
+                               f'{list(self.distill_losses)}')
+        with _autocast_off() if self.compute_in_fp32 else contextlib.nullcontext():
+            return self._compute_distill_losses(data_samples, names)
+
+    def _compute_distill_losses(self, data_samples: Optional[List[Any]],
+                                names: Optional[List[str]] = None) -> Dict[str, torch.Tensor]:
         losses = {}
-        for loss_name, loss in self.distill_losses.items():
+        for loss_name in (self.distill_losses if names is None else names):
+            loss = self.distill_losses[loss_name]
             kwargs = {}
             for arg, source in self.loss_forward_mappings[loss_name].items():
                 where = f'loss_forward_mappings.{loss_name}.{arg}'
                 kwargs[arg] = self.get_record(source, data_samples, where)
             self._check_pairs(loss_name, loss, kwargs)
             value = loss(**kwargs)
-            if self.loss_weight_scale != 1.0:
-                value = value * self.loss_weight_scale
-            losses[f'distill.{loss_name}'] = value
+            parts = value.items() if isinstance(value, dict) else ((None, value), )
+            for part, v in parts:
+                if self.loss_weight_scale != 1.0:
+                    v = v * self.loss_weight_scale
+                losses[f'distill.{loss_name}' + ('' if part is None else f'_{part}')] = v
         return losses

@@ -21,6 +21,7 @@ from .mgd_ssss_losses import (
 from .mimic_loss import MimicKLLoss
 from .mst_losses import EnsembleKDLoss, LoadBalanceLoss, RoutedKDLoss
 from .normalized_l1_loss import NormalizedL1Loss
+from .per_sample_kl import PerSampleKLDivergence
 from .preference_losses import DPOLoss, KTOPairLoss, sequence_log_probs
 
 __all__ = ['ACAMKDLoss', 'AffinityMimickingLoss', 'PixelBSDLoss', 'RegionBSDLoss',
@@ -29,4 +30,4 @@ __all__ = ['ACAMKDLoss', 'AffinityMimickingLoss', 'PixelBSDLoss', 'RegionBSDLoss
            'MDistLoss', 'RDistLoss', 'MGDLoss', 'ContentAwareLoss', 'OhemCrossEntropyLoss',
            'PixelConsistencyLoss', 'SemanticSensitiveLoss', 'MimicKLLoss', 'EnsembleKDLoss',
            'LoadBalanceLoss', 'RoutedKDLoss', 'NormalizedL1Loss', 'DPOLoss', 'KTOPairLoss',
-           'sequence_log_probs']
+           'PerSampleKLDivergence', 'sequence_log_probs']

@@ -321,3 +321,24 @@ def test_terms_follow_the_learner_teacher_order(model_cfg):
         assert close(losses[key('loss_pixel_bsd')], want), (learner, float(losses[key('loss_pixel_bsd')]),
                                                              float(want))
         assert differs(want, _pixel_bsd(logits[teacher], logits[learner], gt)[0])
+
+
+def test_terms_are_losses_of_the_distiller(model_cfg):
+    """The six terms are losses of self.distiller on the named students 'student.cnn' and
+    'student.vit' (issue 20); connectors stay with their student, nothing is added to the
+    checkpoint."""
+    model = build(copy.deepcopy(model_cfg))
+    d = model.distiller
+    assert d.models == ['student', 'teacher', 'student.cnn', 'student.vit']
+    assert list(d.distill_losses) == [f'loss_{t}_{s}' for s in ('cnn', 'vit')
+                                      for t in ('hfd', 'region_bsd', 'pixel_bsd')]
+    assert d.distill_losses['loss_hfd_cnn'] is d.distill_losses['loss_hfd_vit'] \
+        is model.losses['hfd']
+    assert d.loss_forward_mappings['loss_region_bsd_vit'] == dict(
+        pred=dict(from_model='student.vit', recorder='region_bsd_mapped'),
+        target=dict(from_model='student.cnn', recorder='region_bsd'),
+        learner_logits=dict(from_model='student.vit', recorder='logits'),
+        teacher_logits=dict(from_model='student.cnn', recorder='logits'),
+        gt=dict(from_data='gt_sem_seg'))
+    assert not d.state_dict() and not any(k.startswith('distiller.') for k in model.state_dict())
+    assert d.teacher_sources() == []

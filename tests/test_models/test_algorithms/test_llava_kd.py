@@ -151,3 +151,16 @@ def test_teacher_follows_the_batch_device(monkeypatch):
     data = batch(model)
     model(**data, mode='loss')
     assert calls == [(model.teacher, data['inputs']['input_ids'].device)]
+
+
+def test_mdist_and_rdist_are_losses_of_the_distiller():
+    """issue 20: MDist/RDist are the distiller's loss_mdist (logged in two parts) and
+    loss_rdist, on tensors the algorithm gives it; one of them off leaves it out."""
+    model = algo()
+    d = model.distiller
+    assert list(d.distill_losses) == ['loss_mdist', 'loss_rdist']
+    assert model.mdist is d.distill_losses['loss_mdist'] and not d.compute_in_fp32
+    assert d.loss_forward_mappings['loss_mdist']['return_parts'] == dict(value=True)
+    assert not d.state_dict()
+    off = algo(mdist=None)
+    assert off.mdist is None and list(off.distiller.distill_losses) == ['loss_rdist']

@@ -309,3 +309,33 @@ def test_to_and_device_reach_the_hidden_teachers_and_their_preprocessors():
     assert model.data_preprocessor.student._device == torch.device('cuda', 0)
     for preprocessor, _ in model.data_preprocessor._teachers[0].values():
         assert preprocessor._device == torch.device('cuda', 0)
+
+
+def test_kl_terms_are_losses_of_the_distiller():
+    """'cotrain' and 'masknet' terms are PerSampleKLDivergence losses of self.distiller,
+    reading the models 'student' and 'teacher.<name>' (issue 20)."""
+    model = build(stage='cotrain')
+    d = model.distiller
+    assert d.models == ['student', 'teacher', 'teacher.mm', 'teacher.audio']
+    assert list(d.distill_losses) == ['loss_kd_from_mm', 'loss_kd_from_audio',
+                                      'loss_masknet_mm@fusion', 'loss_masknet_mm@fc1',
+                                      'loss_masknet_audio@fc1']
+    assert {type(v).__name__ for v in d.distill_losses.values()} == {'PerSampleKLDivergence'}
+    assert d.distill_losses['loss_kd_from_mm'].detach_target
+    assert d.loss_forward_mappings['loss_masknet_mm@fc1'] == dict(
+        preds_S=dict(from_model='teacher.mm', recorder='mm@fc1'),
+        preds_T=dict(from_model='student', recorder='logits'))
+    assert not list(d.parameters()) and not d.state_dict()  # nothing new in checkpoints
+    t = teachers_cfg()
+    t['mm']['logits_source'] = t['audio']['logits_source'] = 'fc2'
+    co = build(stage='cotrain', cotrain_teachers=True, teachers=t).distiller
+    assert list(co.distill_losses)[:6] == [
+        'loss_kd_from_mm', 'loss_kd_from_audio', 'loss_kd_mm_from_student',
+        'loss_kd_mm_from_audio', 'loss_kd_audio_from_student', 'loss_kd_audio_from_mm']
+    assert not any(co.distill_losses[k].detach_target for k in list(co.distill_losses)[:6])
+    with pytest.raises(ValueError, match='cotrain_tau=0'):
+        build(cotrain_tau=0)
+    t = teachers_cfg()
+    t['mm']['masknets'][0]['name'] = 'logits'
+    with pytest.raises(ValueError, match="teachers.mm.masknets: the way name 'logits' is taken"):
+        build(teachers=t)
