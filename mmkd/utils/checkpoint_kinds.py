@@ -236,6 +236,10 @@ def _pick(name: Optional[str], choices: List[str], info: CheckpointInfo, whose: 
     return name
 
 
+#: The algorithms' persistent StopDistillHook decision: part of a run, not of a model.
+RUN_STATE_KEY = 'distillation_stopped'
+
+
 def fit_checkpoint(info: CheckpointInfo, model: nn.Module, student: Optional[str] = None,
                    student_flag: str = '--student', strict: bool = True,
                    strict_option: Optional[str] = None) -> FitResult:
@@ -293,6 +297,9 @@ def fit_checkpoint(info: CheckpointInfo, model: nn.Module, student: Optional[str
             dst, target = slots[picked], f"the student 'students.{picked}' of {name}"
         part = (dst, )
     state = {dst + k[len(src):]: v for k, v in info.state.items() if k.startswith(src)}
+    # load_from/--checkpoint starts a new run: the StopDistillHook decision of the run that
+    # saved the file must not switch this run's distillation off (only --resume keeps it).
+    state.pop(RUN_STATE_KEY, None)
 
     def in_part(k: str) -> bool:
         return any(k.startswith(p) for p in part)

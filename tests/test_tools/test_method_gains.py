@@ -79,6 +79,6 @@ def test_quick_run_trains_teacher_once_and_writes_the_table(tmp_path, capsys):
                             'teacher:teacher_resnet18-w32_digits_demo:60']
     assert capsys.readouterr().out.count('[demo] training') == 5
     # a second call reuses every recorded run: nothing is trained again
-    again = gains.main(['--quick', '--reuse-teachers', '--work-dir', str(tmp_path)])
+    again = gains.main(['--quick', '--resume', '--work-dir', str(tmp_path)])
     assert again[0]['distilled'] == row['distilled']
     assert '[demo] training' not in capsys.readouterr().out

@@ -91,3 +91,20 @@ def test_resume_of_a_checkpoint_saved_before_distillation_stopped_existed(tmp_pa
     with pytest.raises(CheckpointMismatchError, match=r"1 tensors of this model are not in the "
                        r"file.*other_buffer"):
         check_resumable(read_checkpoint(str(tmp_path / 'old.pth'), '--resume'), model)
+
+
+def test_load_from_does_not_carry_the_stop_decision_of_the_saving_run(tmp_path):
+    """A run whose StopDistillHook fired, given as load_from to a new distillation run,
+    must not switch that run's distillation off: the buffer keeps its initial False
+    (only --resume continues the old run's decision)."""
+    saved = Algo()
+    saved.register_buffer('distillation_stopped', torch.tensor(True))
+    torch.save({'state_dict': saved.state_dict(), 'meta': {}}, tmp_path / 'stopped.pth')
+    new = Algo()
+    new.register_buffer('distillation_stopped', torch.tensor(False))
+    fit = fit_checkpoint(read_checkpoint(str(tmp_path / 'stopped.pth'), 'load_from'), new)
+    assert 'distillation_stopped' not in fit.state
+    assert 'distillation_stopped' in fit.fresh  # reported as keeping its initial value
+    assert torch.equal(fit.state['architecture.weight'], saved.architecture.weight)
+    new.load_state_dict(fit.state, strict=False)
+    assert not bool(new.distillation_stopped)

@@ -3,7 +3,7 @@
 
 For every requested method this trains, through the ordinary CLI (tools/train.py,
 then tools/test.py on the last checkpoint):
-  1. the teacher once (its config's own seed), or reuses it (``--reuse-teachers``);
+  1. the teacher once (its config's own seed) per task;
   2. for each seed: the student alone and the distilled student, with the same
      schedule and seed (``randomness.seed``);
 then prints, and writes as JSON and markdown, mean +- std (sample std, n-1) of the
@@ -11,7 +11,9 @@ metric per row and of the gain (distilled - alone, paired by seed), with the ver
 "gain > 1 std" when the mean gain exceeds its own spread.
 
 A student-alone run depends only on the student config and the seed, so methods that
-share a student (e.g. KD, DKD and FitNet on digits) share its runs.
+share a student (e.g. KD, DKD and FitNet on digits) share its runs. Every result is
+recorded in ``<work-dir>/runs.json`` as it arrives; ``--resume`` reuses the recorded
+teachers and runs (e.g. after an interrupted call), without it every run is made afresh.
 
 Methods: the single-teacher demos (digits: kd, dkd, fitnet; shapes detection:
 fitnet-det, mgd-det, acam-det; shapes segmentation: cwd-seg, mgd-seg, acam-seg).
@@ -20,7 +22,7 @@ LLaVA-KD/MoD) have their own drivers in tools/demo/ and are not run here yet.
 
 Usage:
   python tools/demo/method_gains.py [--methods kd dkd ...] [--seeds 0 1 2]
-      [--reuse-teachers] [--work-dir work_dirs/gains] [--quick]
+      [--resume] [--work-dir work_dirs/gains] [--quick]
   --quick: the kd method, 2 seeds, 60 iterations (a smoke run for CI-sized checks).
 """
 import argparse
@@ -123,8 +125,8 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=None,
                    help='override train_cfg.max_iters of the student runs (schedules keep '
                    'their configured length; for smoke runs only)')
-    p.add_argument('--reuse-teachers', action='store_true',
-                   help='reuse a teacher checkpoint already in the work dir')
+    p.add_argument('--resume', action='store_true',
+                   help='reuse the teachers and runs recorded in the work dir (runs.json)')
     p.add_argument('--quick', action='store_true',
                    help=f"smoke run: methods {QUICK['methods']}, seeds {QUICK['seeds']}, "
                    f"{QUICK['iters']} iterations")
@@ -147,7 +149,10 @@ def main(argv=None):
     work = args.work_dir if osp.isabs(args.work_dir) else osp.join(ROOT, args.work_dir)
     os.makedirs(work, exist_ok=True)
     results_file = osp.join(work, 'runs.json')
-    runs = json.load(open(results_file)) if osp.isfile(results_file) else {}
+    runs = {}
+    if args.resume and osp.isfile(results_file):
+        with open(results_file) as f:
+            runs = json.load(f)
 
     def record(key, value):
         runs[key] = value
@@ -166,7 +171,7 @@ def main(argv=None):
         tag = '' if args.iters is None else f'_it{args.iters}'  # smoke runs kept apart
         teacher_file = osp.join(work, 'teachers', f'{tname}{tag}.pth')
         tkey = f'teacher:{tname}:{args.iters}'
-        if not (args.reuse_teachers and osp.isfile(teacher_file) and tkey in runs):
+        if tkey not in runs or not osp.isfile(teacher_file):  # once per call, or resumed
             short = short_schedule(task['teacher'], args.iters)
             value, ckpt = train_and_test(f'teacher {tname}', task['teacher'],
                                          osp.join(work, 'teachers', tname + tag), task['metric'],

@@ -143,6 +143,17 @@ class SingleTeacherDistill(BaseAlgorithm):
         self.distiller = distiller
         self.distiller.prepare_from_student(self.architecture)
         self.distiller.prepare_from_teacher(self.teacher)
+        if self.teacher_set.compile.enabled:
+            from ..recorders import MethodOutputs  # FunctionOutputs subclasses it
+            patching = sorted(name for name, r in getattr(
+                getattr(self.distiller, 'teacher_recorders', None), 'recorders', {}).items()
+                if isinstance(r, MethodOutputs))
+            if patching:
+                raise ValueError(
+                    f'teacher_compile: the teacher recorders {patching} patch methods '
+                    '(MethodOutputs/FunctionOutputs), which a compiled teacher would recompile '
+                    'at every step and then run eagerly; record module outputs instead '
+                    '(ModuleOutputs/ModuleInputs) or drop teacher_compile')
         self.teacher_early_exit = teacher_early_exit
         if teacher_early_exit and hasattr(self.distiller, 'teacher_record_needs'):
             self.distiller.teacher_recorders.set_early_exit(self.distiller.teacher_record_needs())

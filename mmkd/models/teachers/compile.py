@@ -136,6 +136,17 @@ class TeacherCompile:
             if bad:
                 raise ValueError(f'{key}: unknown key(s) {bad}; valid: {list(COMPILE_KEYS)}')
             self.options = dict(DEFAULT_COMPILE, **compile)
+            if compile.get('mode') is not None:
+                # torch.compile takes `mode` or `options`, not both ("Either mode or
+                # options can be specified"); freezing is an inductor option.
+                if 'freezing' not in compile:
+                    self.options['freezing'] = None
+                if self.options['freezing'] is not None or compile.get('options'):
+                    raise ValueError(
+                        f"{key}: mode={compile['mode']!r} cannot be combined with "
+                        f"freezing={self.options['freezing']!r} or options (torch.compile "
+                        "takes one of mode and options); drop mode, or set freezing=None "
+                        'and no options')
         else:
             raise TypeError(f'{key}={compile!r} must be True, False, None or a dict of '
                             f'torch.compile arguments ({list(COMPILE_KEYS)})')

@@ -94,7 +94,12 @@ def test_units_are_the_largest_submodules_without_hooks_inside():
 def test_options_are_checked():
     assert not TeacherCompile().enabled and not TeacherCompile(False).enabled
     assert TeacherCompile(True).options['freezing'] is True
-    assert TeacherCompile(dict(mode='max-autotune', freezing=False)).options['mode'] == 'max-autotune'
+    tuned = TeacherCompile(dict(mode='max-autotune'))  # torch takes mode or options, not both
+    assert tuned.options['mode'] == 'max-autotune' and tuned.options['freezing'] is None
+    for bad in (dict(mode='max-autotune', freezing=True), dict(mode='max-autotune', freezing=False),
+                dict(mode='reduce-overhead', options={'max_autotune': True})):
+        with pytest.raises(ValueError, match=r"teacher_compile: mode='.*' cannot be combined"):
+            TeacherCompile(bad)
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['fullgrap'\]"):
         TeacherCompile(dict(fullgrap=True))
     with pytest.raises(TypeError, match='must be True, False, None or a dict'):
@@ -205,3 +210,27 @@ def test_single_teacher_distill_losses_same_with_teacher_compile():
             assert algo.teacher_set.compiled_paths('teacher')
     for key, value in losses['eager'].items():
         torch.testing.assert_close(losses['compiled'][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_refuses_method_patching_teacher_recorders():
+    """MethodOutputs/FunctionOutputs patch a method each step: a compiled teacher would
+    recompile every step and then silently run eagerly, so the build refuses them."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmkd.registry import MODELS
+    root = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    cfg = Config.fromfile(osp.join(root, 'configs/kd/kd_logits_resnet18-w32_resnet18-w8_'
+                                         'digits-10pct_demo.py'))
+    init_default_scope('mmpretrain')
+    distiller = copy.deepcopy(cfg.model.distiller.to_dict())
+    distiller['teacher_recorders']['patched'] = dict(
+        type='MethodOutputs', source='mmpretrain.models.heads.ClsHead.pre_logits')
+    with pytest.raises(ValueError, match=r"teacher_compile: the teacher recorders \['patched'\] "
+                       r'patch methods'):
+        MODELS.build(dict(cfg.model, teacher_ckpt=None, teacher_compile=True,
+                          distiller=distiller))
+    # without compile the same recorders build
+    MODELS.build(dict(cfg.model, teacher_ckpt=None, distiller=distiller))
