@@ -91,8 +91,18 @@ class LlavaKDDistill(BaseAlgorithm):
         if rdist_source not in RDIST_SOURCES:
             raise ValueError(f'LlavaKDDistill.rdist_source={rdist_source!r}; valid: {RDIST_SOURCES}')
         self.rdist_source, self.ce_weight, self.check_finite = rdist_source, ce_weight, check_finite
-        self.distiller = self._build_distiller(_build_loss(mdist, 'LlavaKDDistill.mdist'),
-                                               _build_loss(rdist, 'LlavaKDDistill.rdist'))
+        try:
+            self.distiller = self._build_distiller(_build_loss(mdist, 'LlavaKDDistill.mdist'),
+                                                   _build_loss(rdist, 'LlavaKDDistill.rdist'))
+        except (KeyError, TypeError) as err:
+            # the distiller names its internal mapping; say which config key and what
+            # the loss's forward must take
+            msg = str(err).strip('"\'')
+            key = 'rdist' if 'loss_rdist' in msg else 'mdist'
+            takes = ('s_tokens, t_tokens' if key == 'rdist' else
+                     's_logits, t_logits, labels, image_token_mask, return_parts')
+            raise type(err)(f'LlavaKDDistill.{key}: its loss forward must take ({takes}); '
+                            f'{msg}') from None
 
         self.teacher_precision = TeacherPrecision(teacher_precision, teacher_precision_mode)
         # A TeacherSet hides the teacher from nn.Module registration (see SingleTeacherDistill).

@@ -164,3 +164,16 @@ def test_mdist_and_rdist_are_losses_of_the_distiller():
     assert not d.state_dict()
     off = algo(mdist=None)
     assert off.mdist is None and list(off.distiller.distill_losses) == ['loss_rdist']
+
+
+def test_a_custom_loss_with_other_argument_names_names_the_config_key():
+    """A custom rdist loss whose forward takes other argument names is refused naming
+    `LlavaKDDistill.rdist` and the arguments it must take (not the distiller's inner
+    mapping alone)."""
+    class OtherNames(torch.nn.Module):
+        def forward(self, student, teacher):
+            return (student - teacher).pow(2).mean()
+
+    with pytest.raises(TypeError, match=r'LlavaKDDistill\.rdist: its loss forward must take '
+                       r'\(s_tokens, t_tokens\).*takes no argument'):
+        algo(rdist=OtherNames())
