@@ -177,9 +177,9 @@ class ConfigurableDistiller(nn.Module):
                 if recorders is not None and not isinstance(recorders, dict):
                     raise TypeError(f'{key}.{name} must be a dict: recorder name -> recorder '
                                     f'config, got {recorders!r}')
-                # side: RecorderManager's errors say '<side>_recorders.<recorder>'
+                # errors name the config key: named_<side>_recorders.<name>.<recorder>
                 self.recorder_managers[f'{side}.{name}'] = RecorderManager(
-                    recorders, side=f'{side}.{name}')
+                    recorders, side=f'{side}.{name}', key=f'{key}.{name}')
         self.connectors = nn.ModuleDict()
         for name, cfg in (connectors or {}).items():
             self.connectors[name] = self._build('connectors', name, cfg)

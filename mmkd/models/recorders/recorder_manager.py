@@ -20,10 +20,14 @@ class RecorderManager:
     Args:
         recorders (dict): name -> recorder config or instance.
         side (str): 'student' or 'teacher', used in error messages.
+        key (str, optional): the config key of these recorders, named in errors
+            (default ``'<side>_recorders'``).
     """
 
-    def __init__(self, recorders: Optional[Dict] = None, side: str = 'student') -> None:
+    def __init__(self, recorders: Optional[Dict] = None, side: str = 'student',
+                 key: Optional[str] = None) -> None:
         self.side = side
+        self.key = key or f'{side}_recorders'
         self.recorders: Dict[str, BaseRecorder] = {}
         for name, cfg in (recorders or {}).items():
             if isinstance(cfg, BaseRecorder):
@@ -31,12 +35,12 @@ class RecorderManager:
                 continue
             if not isinstance(cfg, dict) or 'type' not in cfg:
                 raise TypeError(
-                    f'{side}_recorders.{name} must be a dict with a "type" key '
+                    f'{self.key}.{name} must be a dict with a "type" key '
                     f"(e.g. dict(type='ModuleOutputs', source='neck')), got {cfg!r}")
             try:
                 self.recorders[name] = MODELS.build(cfg)
             except KeyError as err:
-                raise KeyError(f'{side}_recorders.{name}: {err}') from None
+                raise KeyError(f'{self.key}.{name}: {err}') from None
 
     def set_early_exit(self, needs: Optional[Dict[str, Optional[int]]]) -> None:
         """Stop the recorded forward once each recorder has ``needs[name]`` captures.
@@ -63,12 +67,12 @@ class RecorderManager:
             try:
                 recorder.prepare_from_model(model)
             except (ValueError, TypeError) as err:
-                raise ValueError(f'{self.side}_recorders.{name}: {err}') from None
+                raise ValueError(f'{self.key}.{name}: {err}') from None
 
     def get_recorder(self, name: str) -> BaseRecorder:
         if name not in self.recorders:
             raise KeyError(
-                f'recorder {name!r} is not declared in {self.side}_recorders; '
+                f'recorder {name!r} is not declared in {self.key}; '
                 f'declared: {sorted(self.recorders)}')
         return self.recorders[name]
 

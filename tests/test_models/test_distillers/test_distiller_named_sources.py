@@ -205,7 +205,8 @@ def test_errors_name_the_key_and_the_valid_names():
     d = two_teacher_distiller()
     with pytest.raises(KeyError, match="prepare_from_teacher='teacher.z'"):
         d.prepare_from_teacher(linear(TEACHER_A), 'z')
-    with pytest.raises(ValueError, match=r'teacher\.a_recorders\.out'):
+    # the error names the config key of the recorder (review finding)
+    with pytest.raises(ValueError, match=r'named_teacher_recorders\.a\.out: '):
         d.prepare_from_teacher(nn.Sequential(), 'a')  # no module '0'
 
 
